@@ -1,0 +1,102 @@
+"""System checks (``manage.py check``), ids ``didit_channels.E0xx`` / ``W0xx``."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import didit_settings
+
+INMEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+
+
+@register(Tags.security)
+def check_webhook_secret(app_configs=None, **kwargs):
+    if didit_settings.WEBHOOK_SECRETS:
+        return []
+    return [
+        Warning(
+            "No Didit webhook secret is configured, so every webhook will be refused with 401.",
+            hint='Set DIDIT_CHANNELS["WEBHOOK_SECRETS"] (or the DIDIT_WEBHOOK_SECRET '
+            "environment variable) to the Webhook Secret Key from Didit's console "
+            "(API & Webhooks). Several comma-separated secrets are accepted during rotation.",
+            id="didit_channels.W003",
+        )
+    ]
+
+
+@register()
+def check_channel_layer(app_configs=None, **kwargs):
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    default = layers.get("default")
+    if default is None:
+        return [
+            Error(
+                "CHANNEL_LAYERS has no 'default' layer, so status changes cannot reach sockets.",
+                hint="Configure channels_redis.core.RedisChannelLayer (see the README), or "
+                "channels.layers.InMemoryChannelLayer for development.",
+                id="didit_channels.E001",
+            )
+        ]
+    if default.get("BACKEND") == INMEMORY_LAYER and not settings.DEBUG:
+        return [
+            Warning(
+                "The in-memory channel layer is in use with DEBUG off: a status change reaches "
+                "only sockets connected to the process that received the webhook.",
+                hint="Use channels_redis (set REDIS_URL in the demo site) when running more "
+                "than one server process.",
+                id="didit_channels.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_allowed_hosts_wildcard(app_configs=None, **kwargs):
+    if "*" not in settings.ALLOWED_HOSTS or didit_settings.ALLOWED_ORIGINS is not None:
+        return []
+    return [
+        Warning(
+            "ALLOWED_HOSTS contains '*'. Channels' AllowedHostsOriginValidator would accept "
+            "sockets from every origin; didit_channels ignores '*' for origin checks, so "
+            "browsers on your own domain are refused until origins are listed.",
+            hint='Set DIDIT_CHANNELS["ALLOWED_ORIGINS"] to your site\'s origins, e.g. '
+            '["https://example.com"], or list your hosts in ALLOWED_HOSTS.',
+            id="didit_channels.W002",
+        )
+    ]
+
+
+@register(Tags.security)
+def check_encryption_keys(app_configs=None, **kwargs):
+    if didit_settings.ENCRYPTION_KEYS or settings.DEBUG:
+        return []
+    return [
+        Error(
+            "No encryption key is configured for identity data at rest; decisions would be "
+            "encrypted with a key derived from SECRET_KEY.",
+            hint='Set DIDIT_CHANNELS["ENCRYPTION_KEYS"] (the demo reads DIDIT_ENCRYPTION_KEYS) '
+            'to one or more Fernet keys: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"',
+            id="didit_channels.E003",
+        )
+    ]
+
+
+@register()
+def check_encryption_keys_valid(app_configs=None, **kwargs):
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(didit_settings.ENCRYPTION_KEYS):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return [
+                Error(
+                    f'DIDIT_CHANNELS["ENCRYPTION_KEYS"] entry {position} is not a Fernet key.',
+                    hint="A Fernet key is 32 url-safe base64-encoded bytes; generate one with "
+                    "cryptography.fernet.Fernet.generate_key().",
+                    id="didit_channels.E002",
+                )
+            ]
+    return []

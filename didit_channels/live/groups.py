@@ -1,0 +1,83 @@
+"""Channel-layer group names and publishing of status events.
+
+Every authenticated socket joins its user's group; sockets in the admin
+audience also join the admin group. Publishing happens after the database
+commit and never raises: the history row is the source of truth, and a
+client that missed a push (layer down, group over capacity) gets it back by
+gap detection on the next push or by ``resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ..conf import didit_settings
+
+logger = logging.getLogger("didit_channels.live")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+# Message types on the layer (dispatched to consumer methods didit_status, ...).
+STATUS = "didit.status"
+REVOKE_CHECK = "didit.revoke_check"
+
+
+def user_group(user_pk: Any) -> str:
+    return f"{didit_settings.GROUP_PREFIX}.user.{_UNSAFE.sub('_', str(user_pk))}"
+
+
+def admin_group() -> str:
+    return f"{didit_settings.GROUP_PREFIX}.admin"
+
+
+def status_message(frame: dict[str, Any], prev_id: int | None) -> dict[str, Any]:
+    """Layer message for a status frame.
+
+    ``prev`` is the id of the history row committed just before this one
+    (ids commit in order, see ``state.record_event``). A socket whose cursor is
+    below ``prev`` may have missed events and reads them from the database.
+    """
+    return {"type": STATUS, "frame": frame, "prev": prev_id}
+
+
+async def apublish_status(frame: dict[str, Any], prev_id: int | None) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = status_message(frame, prev_id)
+    groups = [admin_group()]
+    if frame.get("user") is not None:
+        groups.insert(0, user_group(frame["user"]))
+    for group in groups:
+        try:
+            await layer.group_send(group, message)
+        except Exception:  # noqa: BLE001 - the layer is best effort; history is the truth
+            logger.warning(
+                "Could not publish status event %s to %s; clients will catch up from history.",
+                frame.get("id"),
+                group,
+                exc_info=True,
+            )
+
+
+def publish_status(frame: dict[str, Any], prev_id: int | None) -> None:
+    async_to_sync(apublish_status)(frame, prev_id)
+
+
+async def asend_revoke_check(user_pk: Any) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(user_group(user_pk), {"type": REVOKE_CHECK})
+    except Exception:  # noqa: BLE001
+        logger.error("Could not ask sockets of user %s to re-check access.", user_pk, exc_info=True)
+
+
+def send_revoke_check(user_pk: Any) -> None:
+    async_to_sync(asend_revoke_check)(user_pk)

@@ -1,0 +1,44 @@
+"""The JSON frames the socket sends (CONTRACT.md, "Server -> client").
+
+Pure shaping: no I/O. Frames carry status metadata only, never anything from
+the decision (names, document numbers, dates of birth, images).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def status_frame(event) -> dict[str, Any]:
+    """A ``status`` frame for a StatusEvent (``session`` must be loaded or cached)."""
+    return {
+        "type": "status",
+        "id": event.pk,
+        "session_id": event.session.session_id,
+        "status": event.status,
+        "previous_status": event.previous_status,
+        "webhook_type": event.webhook_type,
+        "occurred_at": _iso(event.occurred_at),
+        "user": event.user_id,
+    }
+
+
+def snapshot_entry(session) -> dict[str, Any]:
+    return {
+        "session_id": session.session_id,
+        "status": session.status,
+        "updated_at": _iso(session.updated_at),
+    }
+
+
+def hello_frame(user_pk: Any, audiences: list[str], cursor: int) -> dict[str, Any]:
+    return {"type": "hello", "user": user_pk, "audiences": audiences, "cursor": cursor}
+
+
+def error_frame(code: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail}

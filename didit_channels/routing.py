@@ -1,0 +1,28 @@
+"""WebSocket routing. In your ASGI application::
+
+    from didit_channels.routing import websocket_application
+
+    application = ProtocolTypeRouter({
+        "http": get_asgi_application(),
+        "websocket": websocket_application(),
+    })
+
+or, to mount the socket beside your own consumers, wrap
+``didit_channels.routing.websocket_urlpatterns`` with
+``didit_channels.live.origin.OriginValidator`` yourself.
+"""
+
+from channels.routing import URLRouter
+from django.urls import path
+
+from .live.consumers import StatusConsumer
+from .live.origin import OriginValidator
+
+websocket_urlpatterns = [
+    path("ws/didit/", StatusConsumer.as_asgi(), name="didit_channels_ws"),
+]
+
+
+def websocket_application():
+    """The socket routes behind the app's origin check (CONTRACT: 403 before accept)."""
+    return OriginValidator(URLRouter(websocket_urlpatterns))

@@ -1,0 +1,225 @@
+"""Applying a status change to a session: the one path every source goes through.
+
+Webhooks, ``didit_reconcile``, admin actions and the sessions API all call
+``apply_status_change``. In one transaction it:
+
+1. locks the session row (creating it if new), which serialises every change
+   to one session across threads, processes and servers;
+2. drops duplicates (same ``dedupe_key`` applied or recorded before) and stale
+   changes (older than the newest applied), so retries and late deliveries
+   can never roll a session back;
+3. updates the session, appends one ``StatusEvent`` and sends
+   ``session_status_changed``;
+4. publishes the event to the sockets *after commit*.
+
+Event ids double as the live stream's cursor, so they must become visible in
+increasing order: otherwise, on PostgreSQL, a transaction holding id 10 could
+commit after one holding id 11, and a client that had seen 11 and resumed
+"after 11" would never get 10. ``record_event`` takes a transaction-scoped
+advisory lock just before the insert, so ids are allocated in commit order
+(SQLite needs nothing: its writers are already serialised).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .live.groups import publish_status
+from .live.messages import status_frame
+from .models import StatusEvent, VerificationSession, WebhookDelivery
+from .models.deliveries import DeliveryOutcome
+from .signals import session_status_changed
+
+# Arbitrary constant: the advisory lock that orders history inserts.
+EVENT_ORDER_LOCK_KEY = 0x0D1D17C4
+
+
+class ApplyResult(enum.Enum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass
+class StatusChange:
+    """A status change from any source, before it is applied."""
+
+    session_id: str
+    status: str
+    occurred_at: datetime
+    dedupe_key: str
+    webhook_type: str = "status.updated"
+    source: str = "webhook"
+    workflow_id: str | None = None
+    vendor_data: str | None = None
+    decision: dict[str, Any] | None = None
+    url: str | None = None
+    # Resolve the owner from this payload when the session has none yet.
+    payload: dict[str, Any] = field(default_factory=dict)
+    # Set to a user to assign the session directly (sessions created by the API).
+    user: Any = None
+
+
+@dataclass
+class Applied:
+    result: ApplyResult
+    session: VerificationSession
+    event: StatusEvent | None = None
+
+
+def derive_dedupe_key(
+    event_id: str | None, session_id: str, status: str, webhook_type: str, timestamp: Any
+) -> str:
+    """``event_id`` when Didit sent one; otherwise a digest of what identifies the change."""
+    if event_id:
+        return f"event:{event_id}"[:128]
+    material = "\x1f".join(str(part) for part in (session_id, status, webhook_type, timestamp))
+    return "digest:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def _lock_session(change: StatusChange) -> tuple[VerificationSession, bool]:
+    queryset = VerificationSession.objects.select_for_update()
+    session = queryset.filter(session_id=change.session_id).first()
+    if session is not None:
+        return session, False
+    try:
+        with transaction.atomic():
+            session = VerificationSession.objects.create(
+                session_id=change.session_id,
+                status=change.status,
+                workflow_id=change.workflow_id or "",
+                vendor_data=change.vendor_data or "",
+            )
+        return session, True
+    except IntegrityError:
+        # Another transaction created it first; wait for it and lock it.
+        return queryset.get(session_id=change.session_id), False
+
+
+def _already_seen(change: StatusChange, delivery: WebhookDelivery | None) -> bool:
+    if StatusEvent.objects.filter(dedupe_key=change.dedupe_key).exists():
+        return True
+    earlier = WebhookDelivery.objects.filter(
+        dedupe_key=change.dedupe_key,
+        outcome__in=[DeliveryOutcome.ACCEPTED, DeliveryOutcome.STALE],
+    )
+    if delivery is not None:
+        earlier = earlier.exclude(pk=delivery.pk)
+    return earlier.exists()
+
+
+def _take_event_order_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_ORDER_LOCK_KEY])
+
+
+def record_event(
+    session: VerificationSession,
+    *,
+    status: str,
+    previous_status: str | None,
+    webhook_type: str,
+    occurred_at: datetime,
+    dedupe_key: str,
+    source: str,
+    delivery: WebhookDelivery | None = None,
+) -> tuple[StatusEvent, int | None]:
+    """Append a history row; returns it and the id of the row committed before it.
+
+    Must run inside a transaction and be the last write before commit: the
+    ordering lock is held until the transaction ends.
+    """
+    _take_event_order_lock()
+    prev_id = StatusEvent.objects.aggregate(latest=Max("id"))["latest"]
+    event = StatusEvent.objects.create(
+        session=session,
+        user_id=session.user_id,
+        status=status,
+        previous_status=previous_status,
+        webhook_type=webhook_type,
+        occurred_at=occurred_at,
+        dedupe_key=dedupe_key,
+        source=source,
+        delivery=delivery,
+    )
+    return event, prev_id
+
+
+def _finish_delivery(delivery: WebhookDelivery | None, outcome: str) -> None:
+    if delivery is None:
+        return
+    delivery.outcome = outcome
+    delivery.processed_at = timezone.now()
+    delivery.error = ""
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        outcome=outcome, processed_at=delivery.processed_at, error=""
+    )
+
+
+def apply_status_change(
+    change: StatusChange, *, delivery: WebhookDelivery | None = None
+) -> Applied:
+    """Apply ``change`` once and in order; publish it after commit.
+
+    ``delivery``, when given, gets its outcome in the same transaction, so a
+    concurrent copy of the same delivery sees it as soon as it may proceed.
+    """
+    from .users import resolve_user
+
+    with transaction.atomic():
+        session, created = _lock_session(change)
+        if _already_seen(change, delivery):
+            _finish_delivery(delivery, DeliveryOutcome.DUPLICATE)
+            return Applied(ApplyResult.DUPLICATE, session)
+        if session.last_event_at is not None and change.occurred_at < session.last_event_at:
+            _finish_delivery(delivery, DeliveryOutcome.STALE)
+            return Applied(ApplyResult.STALE, session)
+
+        previous_status = None if created else session.status
+        if change.user is not None:
+            session.user = change.user
+        elif session.user_id is None and change.payload:
+            session.user = resolve_user(change.payload)
+        session.status = change.status
+        session.last_event_at = change.occurred_at
+        if change.workflow_id:
+            session.workflow_id = change.workflow_id
+        if change.vendor_data:
+            session.vendor_data = change.vendor_data
+        if change.url:
+            session.url = change.url
+        if change.decision is not None:
+            session.decision = change.decision
+            session.decision_updated_at = timezone.now()
+        session.save()
+        _finish_delivery(delivery, DeliveryOutcome.ACCEPTED)
+
+        event, prev_id = record_event(
+            session,
+            status=change.status,
+            previous_status=previous_status,
+            webhook_type=change.webhook_type,
+            occurred_at=change.occurred_at,
+            dedupe_key=change.dedupe_key,
+            source=change.source,
+            delivery=delivery,
+        )
+        session_status_changed.send(
+            sender=VerificationSession,
+            session=session,
+            event=event,
+            previous_status=previous_status,
+            source=change.source,
+        )
+        frame = status_frame(event)
+        transaction.on_commit(lambda: publish_status(frame, prev_id))
+    return Applied(ApplyResult.APPLIED, session, event)
