@@ -1,12 +1,16 @@
 """Mount under a prefix of your choice; the contract uses ``/didit/``::
 
-path("didit/", include("didit_channels.urls")),
+    path("didit/", include("didit_channels.urls")),
 """
+
+from django.urls import path  # noqa: F401
 
 app_name = "didit_channels"
 
 urlpatterns: list = [
     # webhook intake
     # live channel (tickets)
-    # sessions API and pages
+    # sessions API
+    # decisions (identity data)
+    # pages
 ]
