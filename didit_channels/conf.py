@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "API_BASE_URL": "https://verification.didit.me",
     "API_TIMEOUT_SECONDS": 10.0,
     "API_MAX_RETRIES": 3,
+    # Longest wait between retries (429 Retry-After or backoff). A Retry-After
+    # above it is not waited out: the call fails at once with DiditRateLimited.
+    "API_RETRY_MAX_WAIT_SECONDS": 5.0,
     # Absolute URL Didit sends the user back to; None builds it from the request.
     "CALLBACK_URL": None,
     # Sessions in a non-final status older than this are re-fetched by didit_reconcile.
