@@ -1,5 +1,17 @@
-from django.contrib import admin
+import json
 
+from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy as _
+
+from .audit import can_view_decision, read_decision
 from .models import (
     ConnectionTicket,
     DecisionAccess,
@@ -64,6 +76,102 @@ class VerificationSessionAdmin(ReadOnlyAdmin):
         return super().has_view_permission(request, obj) or request.user.has_perm(
             "didit_channels.view_all_sessions"
         )
+
+    # --- identity data: audited view and erasure (see didit_channels.audit/retention) ---
+    actions = ["erase_verification_data"]
+
+    def get_queryset(self, request):
+        # Pages list sessions, never their decision: don't decrypt one per row.
+        return super().get_queryset(request).defer("decision")
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        decision_url = path(
+            "<path:object_id>/decision/",
+            self.admin_site.admin_view(self.decision_view),
+            name="{}_{}_decision".format(*info),
+        )
+        # Before the defaults: their "<path:object_id>/" catch-all would swallow it.
+        return [decision_url, *super().get_urls()]
+
+    def decision_view(self, request, object_id):
+        """The decision of one session, for holders of view_decision; every read audited."""
+        if not can_view_decision(request.user):
+            raise PermissionDenied
+        session = self.get_object(request, unquote(object_id))
+        if session is None:
+            raise Http404
+        decision = read_decision(session, request, via="admin")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": session,
+            "title": _("Decision of %(session)s") % {"session": session.session_id},
+            "decision_json": None
+            if decision is None
+            else json.dumps(decision, indent=2, ensure_ascii=False, sort_keys=True),
+        }
+        response = TemplateResponse(
+            request, "admin/didit_channels/verificationsession/decision.html", context
+        )
+        add_never_cache_headers(response)
+        return response
+
+    def has_erase_permission(self, request):
+        # Sessions are never deleted through the admin, so "delete" is free to
+        # mean "may erase their identity data"; grant it to your DPO group.
+        return request.user.has_perm("didit_channels.delete_verificationsession")
+
+    @admin.action(
+        description=_("Erase verification data of the selected sessions' users"),
+        permissions=["erase"],
+    )
+    def erase_verification_data(self, request, queryset):
+        from .retention import erase_sessions
+
+        user_model = VerificationSession._meta.get_field("user").related_model
+        users = list(
+            user_model._default_manager.filter(
+                pk__in=queryset.exclude(user=None).values("user")
+            ).order_by("pk")
+        )
+        unassigned = list(queryset.filter(user=None).order_by("pk"))
+        sessions = VerificationSession.objects.filter(
+            Q(user__in=[user.pk for user in users]) | Q(pk__in=[s.pk for s in unassigned])
+        )
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": _("Erase verification data?"),
+                "queryset": queryset,
+                "users": users,
+                "unassigned": unassigned,
+                "session_count": sessions.count(),
+                "action_name": "erase_verification_data",
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(
+                request,
+                "admin/didit_channels/verificationsession/erase_confirmation.html",
+                context,
+            )
+        report = erase_sessions(sessions)
+        names = ", ".join(user.get_username() for user in users) or "-"
+        self.message_user(
+            request,
+            _(
+                "Erased the verification data of %(users)d user(s) (%(names)s) and "
+                "%(unassigned)d unassigned session(s): %(summary)s"
+            )
+            % {
+                "users": len(users),
+                "names": names,
+                "unassigned": len(unassigned),
+                "summary": report.summary(),
+            },
+        )
+        return None
 
 
 @admin.register(StatusEvent)

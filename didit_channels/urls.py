@@ -5,6 +5,8 @@
 
 from django.urls import path  # noqa: F401
 
+from .api import decisions
+
 app_name = "didit_channels"
 
 urlpatterns: list = [
@@ -12,5 +14,10 @@ urlpatterns: list = [
     # live channel (tickets)
     # sessions API
     # decisions (identity data)
+    path(
+        "api/sessions/<str:session_id>/decision/",
+        decisions.SessionDecisionView.as_view(),
+        name="session-decision",
+    ),
     # pages
 ]

@@ -1,0 +1,1 @@
+"""The app's REST API (Django REST framework views)."""
