@@ -5,7 +5,7 @@
 
 from django.urls import path  # noqa: F401
 
-from .api import decisions
+from .api import decisions, sessions
 
 app_name = "didit_channels"
 
@@ -13,6 +13,12 @@ urlpatterns: list = [
     # webhook intake
     # live channel (tickets)
     # sessions API
+    path("api/sessions/", sessions.SessionListCreateView.as_view(), name="session-list"),
+    path(
+        "api/sessions/<str:session_id>/",
+        sessions.SessionDetailView.as_view(),
+        name="session-detail",
+    ),
     # decisions (identity data)
     path(
         "api/sessions/<str:session_id>/decision/",
