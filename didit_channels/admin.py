@@ -1,6 +1,6 @@
 import json
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -78,7 +78,7 @@ class VerificationSessionAdmin(ReadOnlyAdmin):
         )
 
     # --- identity data: audited view and erasure (see didit_channels.audit/retention) ---
-    actions = ["erase_verification_data"]
+    actions = ["erase_verification_data", "refetch_decision", "resend_status"]
 
     def get_queryset(self, request):
         # Pages list sessions, never their decision: don't decrypt one per row.
@@ -172,6 +172,89 @@ class VerificationSessionAdmin(ReadOnlyAdmin):
             },
         )
         return None
+
+    # --- operators: re-fetch from Didit, re-send to sockets (see didit_channels.desk) ---
+    # Each re-fetch is one call to Didit made while the admin waits.
+    REFETCH_LIMIT = 50
+
+    def has_live_permission(self, request):
+        return request.user.has_perm("didit_channels.view_all_sessions")
+
+    @admin.action(
+        description=_("Re-fetch the decision from Didit for the selected sessions"),
+        permissions=["live"],
+    )
+    def refetch_decision(self, request, queryset):
+        from .client import DiditAPIError, DiditClient, DiditNotConfigured
+        from .desk import refetch_decision
+        from .state import ApplyResult
+
+        sessions = list(queryset.order_by("pk")[: self.REFETCH_LIMIT + 1])
+        if len(sessions) > self.REFETCH_LIMIT:
+            self.message_user(
+                request,
+                _("Select at most %(limit)d sessions to re-fetch at once.")
+                % {"limit": self.REFETCH_LIMIT},
+                messages.ERROR,
+            )
+            return
+        try:
+            client = DiditClient.from_settings()
+        except DiditNotConfigured as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        changed, unchanged, failed = [], [], []
+        with client:
+            for session in sessions:
+                try:
+                    applied = refetch_decision(session, client)
+                except DiditAPIError as exc:
+                    failed.append(f"{session.session_id} ({exc})")
+                    continue
+                if applied.result is ApplyResult.APPLIED:
+                    changed.append(f"{session.session_id}: {applied.session.status}")
+                else:
+                    unchanged.append(session.session_id)
+        if changed:
+            self.message_user(
+                request, _("Re-fetched from Didit: %s") % ", ".join(changed), messages.SUCCESS
+            )
+        if unchanged:
+            self.message_user(
+                request,
+                _("Not applied (a newer change is already recorded): %s") % ", ".join(unchanged),
+                messages.WARNING,
+            )
+        if failed:
+            self.message_user(
+                request, _("Could not re-fetch: %s") % "; ".join(failed), messages.ERROR
+            )
+
+    @admin.action(
+        description=_("Re-send the current status to the owner's open pages"),
+        permissions=["live"],
+    )
+    def resend_status(self, request, queryset):
+        from .desk import resend_status
+
+        sent = skipped = 0
+        for session in queryset.order_by("pk"):
+            if resend_status(session):
+                sent += 1
+            else:
+                skipped += 1
+        self.message_user(
+            request,
+            _("Re-sent the current status of %(sent)d session(s).") % {"sent": sent},
+            messages.SUCCESS,
+        )
+        if skipped:
+            self.message_user(
+                request,
+                _("%(skipped)d session(s) have no recorded status change to send.")
+                % {"skipped": skipped},
+                messages.WARNING,
+            )
 
 
 @admin.register(StatusEvent)

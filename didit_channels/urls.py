@@ -5,6 +5,7 @@
 
 from django.urls import path  # noqa: F401
 
+from . import demo, views
 from .api import decisions, sessions
 
 app_name = "didit_channels"
@@ -26,4 +27,9 @@ urlpatterns: list = [
         name="session-decision",
     ),
     # pages
+    path("status/", views.status_page, name="status"),
+    path("desk/", views.desk, name="desk"),
+    path("desk/stats/", views.desk_stats, name="desk-stats"),
+    path("desk/sessions/<path:session_id>/", views.desk_session, name="desk-session"),
+    path("demo/simulate/", demo.simulate, name="simulate"),
 ]
