@@ -10,7 +10,14 @@ secret:
 * ``X-Signature-Simple``: over the envelope only (see ``simple_message``);
   it does not cover the decision, so callers must not trust the body with it.
 
-``X-Timestamp`` (Unix seconds) must be within the tolerance of now.
+``X-Timestamp`` (Unix seconds, ASCII digits) must be within the tolerance of
+now, in either direction. Every configured secret is tried (rotation), and
+every comparison is constant-time.
+
+Caveats: ``verify`` judges authenticity and freshness only; a fresh, valid
+request can still be a replay inside the tolerance window, so callers must
+deduplicate. A ``"simple"`` verdict vouches for the four envelope fields and
+nothing else in the body.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +58,17 @@ def canonical_json(payload: Any) -> bytes:
 
 
 def simple_message(payload: Mapping[str, Any]) -> bytes:
-    """The envelope X-Signature-Simple covers: timestamp:session_id:status:webhook_type."""
+    """The envelope X-Signature-Simple covers: ``timestamp:session_id:status:webhook_type``.
+
+    The four body fields as text, joined by colons (Didit's published format;
+    a missing field counts as empty).
+    """
     parts = [payload.get(key, "") for key in ("timestamp", "session_id", "status", "webhook_type")]
     return ":".join("" if part is None else str(part) for part in parts).encode("utf-8")
 
 
 def sign(secret: str | bytes, message: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of ``message`` keyed with ``secret`` (UTF-8 when text)."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
@@ -71,16 +84,26 @@ def _matches_any(secrets: Iterable[str | bytes], message: bytes, signature: str 
     return matched
 
 
+# ASCII digits only: int() would also accept " +1_700_000_000" or non-ASCII
+# digits ("١٧٠٠..."), none of which Didit sends.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
+def parse_timestamp(timestamp: str | None) -> int | None:
+    """X-Timestamp as an int, or None when absent or not plain ASCII digits."""
+    if not isinstance(timestamp, str):
+        return None
+    timestamp = timestamp.strip()
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return None
+    return int(timestamp)
+
+
 def timestamp_is_fresh(
     timestamp: str | None, now: float, tolerance: int = DEFAULT_TOLERANCE_SECONDS
 ) -> bool:
-    if not timestamp:
-        return False
-    try:
-        value = int(timestamp.strip())
-    except (ValueError, AttributeError):
-        return False
-    return abs(now - value) <= tolerance
+    value = parse_timestamp(timestamp)
+    return value is not None and abs(now - value) <= tolerance
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,10 @@ def verify(
     """Decide whether a webhook request is authentic and fresh.
 
     ``payload`` is the parsed body (or None when it did not parse; then only
-    the raw-body signature can hold).
+    the raw-body signature can hold). Either X-Signature-V2 or X-Signature is
+    enough. X-Signature-Simple counts only with ``allow_simple`` and only when
+    neither of the others holds; its verdict has ``scheme == "simple"`` and the
+    caller must not trust anything in the body beyond the envelope.
     """
     secrets = [secret for secret in secrets if secret]
     if not secrets:
@@ -121,7 +147,9 @@ def verify(
     if signature_v2 and payload is not None:
         try:
             canonical = canonical_json(payload)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
+            # Not JSON-serialisable, a lone surrogate (not UTF-8), or nested
+            # too deep: nothing Didit could have signed.
             canonical = None
         if canonical is not None and _matches_any(secrets, canonical, signature_v2):
             return Verdict(True, "v2", "X-Signature-V2 valid")
