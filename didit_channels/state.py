@@ -154,14 +154,25 @@ def record_event(
     return event, prev_id
 
 
-def _finish_delivery(delivery: WebhookDelivery | None, outcome: str) -> None:
+def _finish_delivery(delivery: WebhookDelivery | None, outcome: str, change: StatusChange) -> None:
     if delivery is None:
         return
     delivery.outcome = outcome
     delivery.processed_at = timezone.now()
     delivery.error = ""
+    # The delivery keeps the change's dedupe key: _already_seen finds an
+    # earlier stale copy only through it. The judged fields the caller set on
+    # the instance (signature_valid, event_id) go in the same statement.
+    delivery.dedupe_key = change.dedupe_key
+    delivery.session_id = change.session_id
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        outcome=outcome, processed_at=delivery.processed_at, error=""
+        outcome=outcome,
+        processed_at=delivery.processed_at,
+        error="",
+        dedupe_key=delivery.dedupe_key,
+        session_id=delivery.session_id,
+        event_id=delivery.event_id,
+        signature_valid=delivery.signature_valid,
     )
 
 
@@ -178,10 +189,10 @@ def apply_status_change(
     with transaction.atomic():
         session, created = _lock_session(change)
         if _already_seen(change, delivery):
-            _finish_delivery(delivery, DeliveryOutcome.DUPLICATE)
+            _finish_delivery(delivery, DeliveryOutcome.DUPLICATE, change)
             return Applied(ApplyResult.DUPLICATE, session)
         if session.last_event_at is not None and change.occurred_at < session.last_event_at:
-            _finish_delivery(delivery, DeliveryOutcome.STALE)
+            _finish_delivery(delivery, DeliveryOutcome.STALE, change)
             return Applied(ApplyResult.STALE, session)
 
         previous_status = None if created else session.status
@@ -201,7 +212,7 @@ def apply_status_change(
             session.decision = change.decision
             session.decision_updated_at = timezone.now()
         session.save()
-        _finish_delivery(delivery, DeliveryOutcome.ACCEPTED)
+        _finish_delivery(delivery, DeliveryOutcome.ACCEPTED, change)
 
         event, prev_id = record_event(
             session,
