@@ -7,11 +7,13 @@ from django.urls import path  # noqa: F401
 
 from . import demo, views
 from .api import decisions, sessions
+from .webhooks import views as webhook_views
 
 app_name = "didit_channels"
 
 urlpatterns: list = [
     # webhook intake
+    path("webhook/", webhook_views.webhook, name="webhook"),
     # live channel (tickets)
     # sessions API
     path("api/sessions/", sessions.SessionListCreateView.as_view(), name="session-list"),

@@ -1,0 +1,571 @@
+"""Webhook intake: record the request, judge it, hand the change to ``state``.
+
+The order is the point (CONTRACT.md, "Didit webhook intake"):
+
+1. **Size.** A declared ``Content-Length`` over ``WEBHOOK_MAX_BODY_BYTES`` is
+   refused (413) without reading the body; otherwise at most limit + 1 bytes
+   are read, and a body that reaches limit + 1 is refused the same way.
+2. **Record.** A ``WebhookDelivery`` row is committed before anything is
+   judged: raw body (encrypted), remote address, a few safe headers, and only
+   *whether* each signature header was present, never its value.
+3. **Parse and verify.** ``signature.verify`` decides. A request without a
+   valid signature gets 401 even when its body is not JSON: an unsigned
+   caller learns nothing about what we would have parsed.
+4. **Validate.** A genuine request whose body is not a JSON object with
+   string ``session_id`` and ``status`` gets 400.
+5. **Apply.** ``state.apply_status_change`` dedupes, drops stale changes,
+   updates the session, appends history, signals, and publishes after commit.
+   Duplicates and stale deliveries answer 200: Didit must stop retrying them.
+
+A database fault while applying answers 500 (so Didit retries) and marks the
+delivery ``error``; ``manage.py didit_reprocess`` re-applies such rows.
+
+Nothing here touches ``HttpRequest``: the view (``webhooks.views``) reads the
+request into an ``Incoming`` and turns the ``Result`` into a response, so the
+same steps can serve another transport (an async view, a queue worker).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from django.db import DatabaseError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .. import state
+from ..conf import didit_settings
+from ..models import WebhookDelivery
+from ..models.deliveries import DeliveryOutcome
+from ..signals import webhook_received
+from . import signature
+
+logger = logging.getLogger("didit_channels.webhooks")
+
+SIGNATURE_HEADERS = ("X-Signature-V2", "X-Signature", "X-Signature-Simple")
+# Headers copied into the delivery log (values truncated). Nothing secret:
+# signature values are left out on purpose, only their presence is kept.
+LOGGED_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "User-Agent",
+    "X-Timestamp",
+    "X-Forwarded-For",
+    "X-Request-Id",
+)
+MAX_LOGGED_HEADER_CHARS = 256
+# Didit's payloads nest a handful of levels. Far deeper nesting is refused as
+# malformed before it can exhaust the interpreter's recursion limit anywhere
+# downstream (canonical JSON, encryption of the decision).
+MAX_JSON_DEPTH = 64
+# An event_id longer than this is not used as the dedupe key (the key column
+# holds 128 characters); the digest of the envelope is used instead.
+MAX_EVENT_ID_CHARS = 100
+# PositiveIntegerField's upper bound on every backend.
+MAX_BODY_SIZE_FIELD = 2**31 - 1
+DEFAULT_WEBHOOK_TYPE = "status.updated"
+
+
+# --- the request, as the intake sees it --------------------------------------
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One webhook request, read by the transport.
+
+    ``body`` is None when the body is over the limit (then ``body_size`` is
+    the declared length, or limit + 1 when none was declared).
+    ``headers`` must look names up case-insensitively (``request.headers``).
+    """
+
+    body: bytes | None
+    body_size: int
+    headers: Mapping[str, str]
+    remote_addr: str | None = None
+    received_at: float | None = None  # Unix seconds; None means "now"
+
+    @property
+    def too_large(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the transport answers: an HTTP status and a small JSON body."""
+
+    status: int
+    outcome: str
+    delivery_id: int | None = None
+    detail: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"outcome": self.outcome}
+        if self.delivery_id is not None:
+            body["delivery"] = self.delivery_id
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+class Malformed(ValueError):
+    """A genuine request whose body cannot be a status change (answered 400)."""
+
+
+class DecisionUnavailable(Exception):
+    """X-Signature-Simple was accepted but the decision could not be fetched."""
+
+
+# --- reading ------------------------------------------------------------------
+
+
+def declared_length(value: str | None) -> int | None:
+    """``Content-Length`` as an int, or None when absent or not a plain number."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+def read_limited(
+    stream: BinaryIO, content_length: str | None, limit: int
+) -> tuple[bytes | None, int]:
+    """Read a body of at most ``limit`` bytes: ``(body, size)``, body None when over.
+
+    A declared length over the limit is refused without reading a byte.
+    Otherwise at most limit + 1 bytes are read, whatever is declared, so a
+    missing or lying ``Content-Length`` cannot make us hold more than that.
+    """
+    declared = declared_length(content_length)
+    if declared is not None and declared > limit:
+        return None, min(declared, MAX_BODY_SIZE_FIELD)
+    chunks: list[bytes] = []
+    remaining = limit + 1
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    if len(body) > limit:
+        return None, len(body)
+    return body, len(body)
+
+
+# --- pure judgement -----------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return True
+
+
+def parse_body(body: bytes) -> Any | None:
+    """The body as JSON (strict UTF-8, no NaN/Infinity, bounded depth), else None."""
+    try:
+        payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not _depth_within(payload, MAX_JSON_DEPTH):
+        return None
+    return payload
+
+
+def clean_text(value: Any, max_chars: int) -> str | None:
+    """``value`` when it is a string the database will store as is, else None.
+
+    Refused: non-strings, empty strings, NUL characters (PostgreSQL rejects
+    them), lone surrogates (not UTF-8), and strings over ``max_chars``.
+    """
+    if not isinstance(value, str) or not value or len(value) > max_chars or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _as_datetime(value: Any, latest: float) -> datetime | None:
+    """A Unix timestamp (number or digit string) or ISO 8601 string, not after ``latest``."""
+    moment: datetime | None = None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 12:
+            value = int(text)
+        else:
+            try:
+                moment = parse_datetime(text)
+            except ValueError:
+                return None
+            if moment is not None and timezone.is_naive(moment):
+                moment = timezone.make_aware(moment, UTC)
+    if isinstance(value, int | float):
+        try:
+            moment = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if moment is None or moment.timestamp() < 0 or moment.timestamp() > latest:
+        return None
+    return moment
+
+
+def occurred_at(
+    payload: Mapping[str, Any], header_timestamp: str | None, now: float, tolerance: int
+) -> datetime:
+    """When the change happened, for ordering: the payload's ``timestamp``, else
+    ``created_at``, else ``X-Timestamp``.
+
+    A payload time further in the future than the signature tolerance is
+    ignored (it would make every later webhook look stale).
+    """
+    latest = now + tolerance
+    for key in ("timestamp", "created_at"):
+        moment = _as_datetime(payload.get(key), latest)
+        if moment is not None:
+            return moment
+    stamp = signature.parse_timestamp(header_timestamp)
+    return datetime.fromtimestamp(stamp if stamp is not None else now, tz=UTC)
+
+
+def build_change(
+    payload: Any, *, header_timestamp: str | None, now: float, tolerance: int
+) -> state.StatusChange:
+    """The ``StatusChange`` a verified payload asks for; raises ``Malformed``.
+
+    Only ``session_id``, ``status`` and a non-text ``webhook_type`` are
+    grounds for refusal. Optional fields the database could not store as is
+    (``vendor_data``, ``workflow_id``, an over-long ``event_id``) are dropped,
+    not refused: a genuine status change is never lost over them.
+    """
+    if not isinstance(payload, dict):
+        raise Malformed("the body is not a JSON object")
+    session_id = clean_text(payload.get("session_id"), 128)
+    if session_id is None:
+        raise Malformed("session_id is missing or not a string of at most 128 characters")
+    status = clean_text(payload.get("status"), 64)
+    if status is None:
+        raise Malformed("status is missing or not a string of at most 64 characters")
+    webhook_type = payload.get("webhook_type")
+    if webhook_type is None:
+        webhook_type = DEFAULT_WEBHOOK_TYPE
+    else:
+        webhook_type = clean_text(webhook_type, 64)
+        if webhook_type is None:
+            raise Malformed("webhook_type is not a string of at most 64 characters")
+    moment = occurred_at(payload, header_timestamp, now, tolerance)
+    event_id = _event_id(payload.get("event_id"))
+    decision = payload.get("decision")
+    return state.StatusChange(
+        session_id=session_id,
+        status=status,
+        occurred_at=moment,
+        dedupe_key=state.derive_dedupe_key(
+            event_id, session_id, status, webhook_type, moment.isoformat()
+        ),
+        webhook_type=webhook_type,
+        source="webhook",
+        workflow_id=clean_text(payload.get("workflow_id"), 128),
+        vendor_data=_vendor_data(payload.get("vendor_data")),
+        decision=decision if isinstance(decision, dict) else None,
+        payload=payload,
+    )
+
+
+def _event_id(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return clean_text(value, MAX_EVENT_ID_CHARS)
+
+
+def _vendor_data(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return clean_text(value, 255)
+
+
+# --- X-Signature-Simple: the body is not trusted, the API is -----------------
+
+
+def confirm_with_api(change: state.StatusChange) -> state.StatusChange:
+    """Rebuild a Simple-signed change from the decision fetched from Didit.
+
+    X-Signature-Simple covers only timestamp, session_id, status and
+    webhook_type, so everything else in the body is ignored: the status,
+    decision, vendor_data (which picks the owner) and workflow_id all come
+    from ``GET /v3/session/<id>/decision/``. Raises ``DecisionUnavailable``.
+    """
+    from ..client import DiditClient  # the API client is needed only here
+
+    try:
+        decision = DiditClient.from_settings().get_decision(change.session_id)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not confirmed"
+        raise DecisionUnavailable(type(exc).__name__) from exc
+    status = clean_text(decision.get("status") if isinstance(decision, dict) else None, 64)
+    if status is None:
+        raise DecisionUnavailable("the fetched decision has no status")
+    return replace(
+        change,
+        status=status,
+        decision=decision,
+        vendor_data=_vendor_data(decision.get("vendor_data")),
+        workflow_id=clean_text(decision.get("workflow_id"), 128),
+        payload=decision,
+        # event_id is outside the signed envelope: not trusted as a key.
+        dedupe_key=state.derive_dedupe_key(
+            None, change.session_id, status, change.webhook_type, change.occurred_at.isoformat()
+        ),
+    )
+
+
+def _simple_envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    """The only body fields a Simple signature vouches for."""
+    return {key: payload.get(key) for key in ("session_id", "status", "webhook_type", "timestamp")}
+
+
+# --- the delivery log ---------------------------------------------------------
+
+
+def _remote_addr(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _logged_headers(headers: Mapping[str, str]) -> dict[str, Any]:
+    logged: dict[str, Any] = {}
+    for name in LOGGED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        value = str(value)[:MAX_LOGGED_HEADER_CHARS]
+        # jsonb refuses NUL; lone surrogates are not UTF-8.
+        logged[name] = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    logged["signatures"] = {name: bool(headers.get(name)) for name in SIGNATURE_HEADERS}
+    return logged
+
+
+def record(incoming: Incoming) -> WebhookDelivery:
+    """Write the delivery row (committed at once: the caller holds no transaction)."""
+    return WebhookDelivery.objects.create(
+        remote_addr=_remote_addr(incoming.remote_addr),
+        headers=_logged_headers(incoming.headers),
+        raw_body=incoming.body,
+        body_size=min(incoming.body_size, MAX_BODY_SIZE_FIELD),
+    )
+
+
+def _finish(
+    delivery: WebhookDelivery,
+    outcome: str,
+    *,
+    signature_valid: bool | None = None,
+    error: str = "",
+    session_id: str = "",
+    headers: dict[str, Any] | None = None,
+) -> None:
+    delivery.outcome = outcome
+    delivery.signature_valid = signature_valid
+    delivery.error = error[:2000]
+    delivery.processed_at = timezone.now()
+    fields = {
+        "outcome": outcome,
+        "signature_valid": signature_valid,
+        "error": delivery.error,
+        "processed_at": delivery.processed_at,
+    }
+    if session_id:
+        delivery.session_id = fields["session_id"] = session_id
+    if headers is not None:
+        delivery.headers = fields["headers"] = headers
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
+
+
+def _announce(delivery: WebhookDelivery) -> None:
+    # After the outcome is stored; a failing receiver must not turn a judged
+    # delivery into a 500 (Didit would retry something already settled).
+    for receiver, response in webhook_received.send_robust(
+        sender=WebhookDelivery, delivery=delivery, outcome=delivery.outcome
+    ):
+        if isinstance(response, Exception):
+            logger.error(
+                "webhook_received receiver %r failed for delivery %s",
+                receiver,
+                delivery.pk,
+                exc_info=response,
+            )
+
+
+def _safe_session_id(payload: Any) -> str:
+    if isinstance(payload, dict):
+        return clean_text(payload.get("session_id"), 128) or ""
+    return ""
+
+
+# --- the whole intake ---------------------------------------------------------
+
+
+def receive(incoming: Incoming) -> Result:
+    """Record, judge and apply one webhook request. Never raises for bad input.
+
+    Raises ``DatabaseError`` only when the delivery cannot even be recorded
+    (the database is down): the transport answers 500 so Didit retries.
+    """
+    now = incoming.received_at if incoming.received_at is not None else time.time()
+    delivery = record(incoming)
+
+    if incoming.too_large:
+        _finish(delivery, DeliveryOutcome.TOO_LARGE)
+        logger.warning(
+            "Webhook delivery %s refused: body of %s bytes over the limit of %s.",
+            delivery.pk,
+            incoming.body_size,
+            didit_settings.WEBHOOK_MAX_BODY_BYTES,
+        )
+        _announce(delivery)
+        return Result(413, DeliveryOutcome.TOO_LARGE, delivery.pk)
+
+    body = incoming.body or b""
+    payload = parse_body(body)
+    headers = incoming.headers
+    tolerance = int(didit_settings.WEBHOOK_TOLERANCE_SECONDS)
+    verdict = signature.verify(
+        secrets=didit_settings.WEBHOOK_SECRETS,
+        raw_body=body,
+        payload=payload,
+        signature_v2=headers.get("X-Signature-V2"),
+        signature_raw=headers.get("X-Signature"),
+        signature_simple=headers.get("X-Signature-Simple"),
+        timestamp=headers.get("X-Timestamp"),
+        now=now,
+        tolerance=tolerance,
+        allow_simple=bool(didit_settings.WEBHOOK_ALLOW_SIMPLE_SIGNATURE),
+    )
+    if not verdict:
+        _finish(
+            delivery, DeliveryOutcome.BAD_SIGNATURE, signature_valid=False, error=verdict.reason
+        )
+        logger.warning(
+            "Webhook delivery %s refused (401) from %s: %s.",
+            delivery.pk,
+            delivery.remote_addr or "unknown address",
+            verdict.reason,
+        )
+        _announce(delivery)
+        return Result(401, DeliveryOutcome.BAD_SIGNATURE, delivery.pk)
+
+    try:
+        trusted = _simple_envelope(payload) if verdict.scheme == "simple" else payload
+        change = build_change(
+            trusted, header_timestamp=headers.get("X-Timestamp"), now=now, tolerance=tolerance
+        )
+    except Malformed as exc:
+        _finish(
+            delivery,
+            DeliveryOutcome.MALFORMED,
+            signature_valid=True,
+            error=str(exc),
+            session_id=_safe_session_id(payload),
+        )
+        logger.warning("Webhook delivery %s refused (400): %s.", delivery.pk, exc)
+        _announce(delivery)
+        return Result(400, DeliveryOutcome.MALFORMED, delivery.pk, detail=str(exc))
+
+    delivery.signature_valid = True
+    delivery.event_id = _event_id(payload.get("event_id")) or ""
+    if verdict.scheme == "simple":
+        # Kept so didit_reprocess knows to fetch the decision again.
+        delivery.headers = {**delivery.headers, "verified_by": "simple"}
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(headers=delivery.headers)
+        try:
+            change = confirm_with_api(change)
+        except DecisionUnavailable as exc:
+            _finish(
+                delivery,
+                DeliveryOutcome.ERROR,
+                signature_valid=True,
+                error=f"decision fetch failed: {exc}",
+                session_id=change.session_id,
+            )
+            logger.error(
+                "Webhook delivery %s (X-Signature-Simple) not applied: the decision of "
+                "session %s could not be fetched (%s); answering 503 so Didit retries.",
+                delivery.pk,
+                change.session_id,
+                exc,
+            )
+            _announce(delivery)
+            return Result(503, DeliveryOutcome.ERROR, delivery.pk)
+    return apply(change, delivery)
+
+
+def apply(change: state.StatusChange, delivery: WebhookDelivery) -> Result:
+    """Hand a judged change to ``state``; a database fault gives 500 and an ``error`` row."""
+    try:
+        applied = state.apply_status_change(change, delivery=delivery)
+    except Exception as exc:
+        # Everything inside apply_status_change rolled back; only the mark is left.
+        message = f"{type(exc).__name__}: {exc}"
+        logger.exception(
+            "Webhook delivery %s for session %s could not be applied; answering 500 so "
+            "Didit retries (or run manage.py didit_reprocess).",
+            delivery.pk,
+            change.session_id,
+        )
+        try:
+            _finish(
+                delivery,
+                DeliveryOutcome.ERROR,
+                signature_valid=delivery.signature_valid,
+                error=message,
+                session_id=change.session_id,
+            )
+        except DatabaseError:
+            logger.error("Could not mark webhook delivery %s as failed.", delivery.pk)
+        _announce(delivery)
+        return Result(500, DeliveryOutcome.ERROR, delivery.pk)
+
+    outcome = delivery.outcome
+    if applied.result is state.ApplyResult.APPLIED:
+        logger.info(
+            "Webhook delivery %s applied: session %s is now %r (event %s).",
+            delivery.pk,
+            change.session_id,
+            change.status,
+            applied.event.pk if applied.event else None,
+        )
+    else:
+        logger.info(
+            "Webhook delivery %s for session %s recorded as %s.",
+            delivery.pk,
+            change.session_id,
+            outcome,
+        )
+    _announce(delivery)
+    return Result(200, outcome, delivery.pk)
