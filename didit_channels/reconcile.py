@@ -104,10 +104,11 @@ def reconcile_session(session: VerificationSession, client: DiditClient) -> Outc
         raise
     except DiditAPIError as exc:
         logger.warning(
-            "didit_reconcile: could not fetch session %s: %s (status %s)",
+            "didit_reconcile: could not fetch session %s: %s (status %s, detail %r)",
             session.session_id,
             type(exc).__name__,
             exc.status_code,
+            exc.detail,
         )
         return Outcome.FAILED
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from didit_channels.live.groups import user_group
 from didit_channels.models import StatusEvent, VerificationSession
 from didit_channels.state import StatusChange, apply_status_change
-from tests.fake_didit import FAKE_WORKFLOW_ID, fake_didit  # noqa: F401
+from tests.fake_didit import FAKE_API_KEY, FAKE_WORKFLOW_ID, fake_didit  # noqa: F401
 
 LIST = "/didit/api/sessions/"
 
@@ -187,6 +187,7 @@ class TestStartFailures:
         jwt_client,
         fake_didit,  # noqa: F811
         settings,
+        caplog,
     ):
         settings.DIDIT_CHANNELS = {**settings.DIDIT_CHANNELS, "API_MAX_RETRIES": 0}
         fake_didit.queue(
@@ -199,6 +200,9 @@ class TestStartFailures:
         assert response.json()["code"] == "didit_unavailable"
         assert "db-7" not in response.content.decode()
         assert not VerificationSession.objects.exists()
+        # Operators get Didit's words in the log; never the key.
+        assert "db-7" in caplog.text
+        assert FAKE_API_KEY not in caplog.text
 
     def test_didit_refusing_is_502(self, alice, jwt_client, fake_didit):  # noqa: F811
         fake_didit.queue("POST", "/v3/session/", 400, json={"detail": "Insufficient credits."})

@@ -115,10 +115,11 @@ class SessionListCreateView(generics.ListAPIView):
             return _error(status.HTTP_503_SERVICE_UNAVAILABLE, "didit_not_configured", str(exc))
         except DiditAPIError as exc:
             logger.warning(
-                "Didit did not create a session for user %s: %s (status %s)",
+                "Didit did not create a session for user %s: %s (status %s, detail %r)",
                 request.user.pk,
                 type(exc).__name__,
                 exc.status_code,
+                exc.detail,
             )
             headers = {}
             if isinstance(exc, DiditRateLimited) and exc.retry_after is not None:
