@@ -273,6 +273,10 @@ class TestSignatureSimple:
         other_status = {**self.ENVELOPE, "status": "Declined"}
         assert not check(b"", other_status, allow_simple=True, signature_simple=signed)
 
+    def test_unencodable_envelope_is_refused_not_raised(self):
+        envelope = {**self.ENVELOPE, "session_id": "\ud800"}
+        assert not check(b"", envelope, allow_simple=True, signature_simple="00" * 32)
+
     def test_full_signatures_win_over_simple(self):
         verdict = check(
             b"",

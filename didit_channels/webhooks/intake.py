@@ -182,7 +182,12 @@ def _depth_within(value: Any, limit: int) -> bool:
 
 
 def parse_body(body: bytes) -> Any | None:
-    """The body as JSON (strict UTF-8, no NaN/Infinity, bounded depth), else None."""
+    """The body as JSON (strict UTF-8, no NaN/Infinity, bounded depth), else None.
+
+    A body that is JSON ``null`` also gives None, i.e. counts as unparsed:
+    only X-Signature (raw bytes) can vouch for it, and it is then refused with
+    400 like any other body that is not an object.
+    """
     try:
         payload = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
