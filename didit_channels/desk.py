@@ -98,6 +98,22 @@ def desk_stats() -> dict[str, Any]:
     }
 
 
+def recent_usernames(limit: int = 100) -> dict[str, str]:
+    """{user pk: username} for the owners of the latest ``limit`` events.
+
+    Status frames name users by primary key only; the desk shows names.
+    """
+    from django.contrib.auth import get_user_model
+
+    pks = set(
+        StatusEvent.objects.exclude(user=None)
+        .order_by("-id")
+        .values_list("user_id", flat=True)[:limit]
+    )
+    users = get_user_model()._default_manager.filter(pk__in=pks)
+    return {str(user.pk): user.get_username() for user in users}
+
+
 def latest_event_id(**filters: Any) -> int:
     """The highest history id (the live cursor) among events matching ``filters``; 0 if none."""
     return StatusEvent.objects.filter(**filters).aggregate(latest=Max("id"))["latest"] or 0

@@ -181,7 +181,7 @@ def test_desk_needs_the_view_all_permission(client, alice):
 
 
 def test_desk_shows_every_users_changes_linked_to_their_admin_page(
-    client, verification_admin, alice_sessions
+    client, verification_admin, alice_sessions, alice, bob
 ):
     client.force_login(verification_admin)
     response = client.get("/didit/desk/")
@@ -193,6 +193,8 @@ def test_desk_shows_every_users_changes_linked_to_their_admin_page(
     found = audit(response.content)
     assert "/static/didit_channels/desk.js" in found.module_scripts
     assert [s for s in found.inline_scripts if s.strip()] == []
+    users = client.get("/didit/desk/stats/").json()["users"]
+    assert users == {str(alice.pk): "alice", str(bob.pk): "bob"}
 
 
 def test_desk_session_link_redirects_to_the_admin_change_page(client, superuser, alice_sessions):
@@ -235,6 +237,7 @@ def test_desk_figures_count_sessions_by_current_status_and_median_time_to_decisi
     assert (stats["total"], stats["open"]) == (5, 2)
     assert (stats["median_seconds"], stats["decided"]) == (60, 3)  # of 0, 60, 1200
     assert stats["cursor"] == StatusEvent.objects.latest("id").pk
+    assert stats["users"] == {}  # these sessions have no owner
 
     # A later decision does not restart the clock: the first one counts.
     change("s1", "Resubmitted", T0 + 2 * minute)

@@ -46,6 +46,7 @@ function init(desk) {
         if (!response.ok) return;
         stats = await response.json();
         renderStats(desk, stats);
+        learnNames(feed, userNames, stats.users);
       } catch {
         // The next change or reconnect tries again.
       }
@@ -98,6 +99,16 @@ function feedItem(desk, frame, userNames) {
 
   item.append(timeElement(frame.occurred_at, { withDate: false }), " ", link, " ", user, " ", change);
   return item;
+}
+
+/** Name the users the feed only knew by primary key. */
+function learnNames(feed, userNames, users) {
+  if (!users || typeof users !== "object") return;
+  for (const [pk, name] of Object.entries(users)) userNames.set(pk, String(name));
+  for (const user of feed.querySelectorAll(".didit-feed-user[data-user-id]")) {
+    const name = userNames.get(user.dataset.userId);
+    if (name && user.textContent !== name) user.textContent = name;
+  }
 }
 
 /** Apply one change to the counts until the server's figures arrive. */
