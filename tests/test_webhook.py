@@ -13,15 +13,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import time
 
 import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers, get_channel_layer
 from django.db import OperationalError, connection, connections
 from django.test import Client, RequestFactory
 
+from didit_channels.live.groups import admin_group, user_group
 from didit_channels.models import StatusEvent, VerificationSession, WebhookDelivery
 from didit_channels.models.deliveries import DeliveryOutcome
 from didit_channels.signals import session_status_changed, webhook_received
@@ -443,7 +447,6 @@ class TestTooLarge:
 
     @pytest.mark.django_db(transaction=True)
     async def test_over_the_limit_without_content_length_through_asgi(self):
-        from channels.db import database_sync_to_async
         from channels.testing import HttpCommunicator
 
         from project.asgi import application
@@ -588,3 +591,44 @@ class TestDeliveryLog:
             "Secretname",
         ):
             assert secret not in text
+
+
+# --- published after commit ------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+class TestPublished:
+    async def test_owner_and_admin_groups_hear_of_an_accepted_webhook(self, any_layer, alice):
+        layer = get_channel_layer()
+        owner, admins = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add(user_group(alice.pk), owner)
+        await layer.group_add(admin_group(), admins)
+        body, headers = signed_webhook(
+            status_payload("s", "Approved", vendor_data=str(alice.pk)), WEBHOOK_SECRET
+        )
+
+        response = await database_sync_to_async(post_raw)(Client(), body, headers)
+
+        assert response.status_code == 200
+        event = await database_sync_to_async(StatusEvent.objects.get)()
+        for channel in (owner, admins):
+            message = await asyncio.wait_for(layer.receive(channel), 2)
+            assert message["frame"]["id"] == event.pk
+            assert message["frame"]["session_id"] == "s"
+            assert "decision" not in message["frame"]
+
+    def test_layer_down_still_answers_200_and_keeps_the_history(self, settings, post_webhook):
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},  # nothing listens there
+            }
+        }
+        channel_layers.backends.clear()
+        try:
+            response = post_webhook(status_payload("s", "Approved"))
+        finally:
+            channel_layers.backends.clear()
+        assert response.status_code == 200
+        assert StatusEvent.objects.get().status == "Approved"
+        assert VerificationSession.objects.get().status == "Approved"

@@ -504,10 +504,18 @@ def receive(incoming: Incoming) -> Result:
 
     delivery.signature_valid = True
     delivery.event_id = _event_id(payload.get("event_id")) or ""
-    if verdict.scheme == "simple":
+    simple = verdict.scheme == "simple"
+    if simple:
         # Kept so didit_reprocess knows to fetch the decision again.
         delivery.headers = {**delivery.headers, "verified_by": "simple"}
         WebhookDelivery.objects.filter(pk=delivery.pk).update(headers=delivery.headers)
+    return _confirm_and_apply(change, delivery, simple=simple)
+
+
+def _confirm_and_apply(
+    change: state.StatusChange, delivery: WebhookDelivery, *, simple: bool
+) -> Result:
+    if simple:
         try:
             change = confirm_with_api(change)
         except DecisionUnavailable as exc:
@@ -528,6 +536,33 @@ def receive(incoming: Incoming) -> Result:
             _announce(delivery)
             return Result(503, DeliveryOutcome.ERROR, delivery.pk)
     return apply(change, delivery)
+
+
+def reprocess(delivery: WebhookDelivery) -> Result:
+    """Judge and apply a recorded delivery again, trusting its stored signature verdict.
+
+    For rows whose signature was valid but whose apply failed (``outcome ==
+    "error"``). Signature values are never stored, so the earlier verdict is
+    what vouches for the body; freshness is judged against ``received_at``.
+    A Simple-signed delivery fetches its decision again.
+    """
+    if delivery.signature_valid is not True:
+        raise ValueError(f"delivery {delivery.pk} was never verified; it cannot be reprocessed")
+    payload = parse_body(delivery.raw_body or b"")
+    simple = delivery.headers.get("verified_by") == "simple"
+    trusted = _simple_envelope(payload) if simple and isinstance(payload, dict) else payload
+    try:
+        change = build_change(
+            trusted,
+            header_timestamp=delivery.headers.get("X-Timestamp"),
+            now=delivery.received_at.timestamp(),
+            tolerance=int(didit_settings.WEBHOOK_TOLERANCE_SECONDS),
+        )
+    except Malformed as exc:
+        _finish(delivery, DeliveryOutcome.MALFORMED, signature_valid=True, error=str(exc))
+        _announce(delivery)
+        return Result(400, DeliveryOutcome.MALFORMED, delivery.pk, detail=str(exc))
+    return _confirm_and_apply(change, delivery, simple=simple)
 
 
 def apply(change: state.StatusChange, delivery: WebhookDelivery) -> Result:
