@@ -80,6 +80,9 @@ def daphne(database_url: str):
         "DIDIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "DIDIT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # No Didit account: "Start verification" gets the API's 503 and shows its message.
+        "DIDIT_API_KEY": "",
+        "DIDIT_WORKFLOW_ID": "",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server is truly async
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -378,6 +381,11 @@ def test_bob_never_sees_alices_session(server, pages, alice, bob):
 
     expect(page.locator(".didit-session")).to_have_count(2)
     assert "alice-s1" not in page.content()
+
+    page.get_by_role("button", name="Start verification").click()
+    expect(page.locator("[data-didit-start-message]")).to_contain_text(
+        "DIDIT_API_KEY", timeout=WAIT_MS
+    )
     shoot(page, "4-bob-status-page")
     assert page.problems == []
 
