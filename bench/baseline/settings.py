@@ -1,0 +1,45 @@
+"""Settings of the bare baseline: no apps with models, no middleware, no database.
+
+The channel layer is the demo site's own (``project.settings.CHANNEL_LAYERS``,
+which follows ``REDIS_URL``), so a benchmark compares both servers on the same
+layer in the same run. ``BENCH_CHANNEL_LAYERS`` (JSON, the value of a
+``CHANNEL_LAYERS`` setting) overrides it: the layer experiment in
+``bench/bench_layers.py`` uses it to try several configurations.
+"""
+
+import json
+import os
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "bench-baseline-not-a-secret"  # noqa: S105
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = ["channels"]
+MIDDLEWARE: list[str] = []
+DATABASES: dict = {}
+ROOT_URLCONF = "bench.baseline.urls"
+ASGI_APPLICATION = "bench.baseline.asgi.application"
+USE_TZ = True
+
+
+def _channel_layers() -> dict:
+    override = os.environ.get("BENCH_CHANNEL_LAYERS")
+    if override:
+        return json.loads(override)
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Imported lazily and only for its layer: the demo's choice is the one to match.
+    from project.settings import CHANNEL_LAYERS as demo_layers
+
+    return demo_layers
+
+
+CHANNEL_LAYERS = _channel_layers()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
