@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DEMO_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-1}
 
-.PHONY: demo test lint format bench wheel-check clean
+.PHONY: demo test lint format bench serve-multi wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,18 @@ format: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
+
+# N daphne processes behind one nginx on PORT, sharing REDIS_URL (required) and
+# DATABASE_URL: `REDIS_URL=redis://127.0.0.1:6379/0 make serve-multi N=3`.
+# Installs Debian's nginx-light when missing and run as root (docs/readme/scale.md).
+N ?= 3
+serve-multi: $(VENV)/.demo-installed .demo-secret
+	@test -n "$$REDIS_URL" || { echo "serve-multi: set REDIS_URL (processes share the layer)"; exit 2; }
+	@export $(DEMO_ENV) DIDIT_WEBHOOK_SECRET="$${DIDIT_WEBHOOK_SECRET:-$$(cat .demo-secret)}"; \
+	$(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/python manage.py didit_seed_demo && \
+	echo "    webhook secret $$DIDIT_WEBHOOK_SECRET" && \
+	exec $(BIN)/python scripts/serve_multi.py -n $(N) --port $(PORT) --install-nginx
 
 # Build the app's wheel and list what it carries (migrations, templates, static).
 wheel-check: $(VENV)/.test-installed

@@ -30,6 +30,8 @@ def _channel_layers() -> dict:
     if not redis_url:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # Imported lazily and only for its layer: the demo's choice is the one to match.
+    # The demo's settings refuse to load without a secret key; ours is as good.
+    os.environ.setdefault("DJANGO_SECRET_KEY", SECRET_KEY)
     from project.settings import CHANNEL_LAYERS as demo_layers
 
     return demo_layers
