@@ -237,6 +237,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds, one per answer
     statuses: dict[int, int] = field(default_factory=dict)
     failures: int = 0  # connection errors, no answer
+    cpu_ms: float | None = None  # server CPU per answer, when the caller measured it
 
     @property
     def count(self) -> int:
@@ -314,6 +315,19 @@ async def drive_http(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     run.seconds = time.perf_counter() - started
     return run
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far; None where /proc is missing.
+
+    Divided by the requests served in between, it tells whether a server is
+    CPU-bound (then its cost per request is what to cut) or waiting.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- figures ------------------------------------------------------------------
