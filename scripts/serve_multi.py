@@ -183,15 +183,18 @@ def cluster(
     nginx: str | None = None,
     ready_timeout: float = 60.0,
     quiet: bool = False,
+    proxy: bool = True,
 ) -> Iterator[Cluster]:
     """Start ``processes`` daphne processes behind nginx; yield once all answer HTTP.
 
     ``port=0`` picks a free port for nginx. ``env`` is added to this
     process's environment for the daphne processes. With ``quiet`` their
-    output goes to a log file in the work directory instead of ours.
+    output goes to ``daphne-<i>.log`` and their access log to
+    ``access-<i>.log`` in ``workdir`` instead of ours. ``proxy=False``
+    starts the daphne processes only (no nginx; ``port`` is then unused).
     """
-    nginx = nginx or find_nginx()
-    if nginx is None:
+    nginx = (nginx or find_nginx()) if proxy else None
+    if proxy and nginx is None:
         raise RuntimeError(INSTALL_HINT)
     child_env = dict(os.environ)
     child_env.update(env or {})
@@ -220,7 +223,7 @@ def cluster(
                         str(listener.fileno()),
                         "--proxy-headers",
                         "--access-log",
-                        os.devnull,
+                        str(workdir / f"access-{index}.log") if quiet else os.devnull,
                         application,
                     ],
                     cwd=ROOT,
@@ -236,25 +239,26 @@ def cluster(
             listener.close()  # each child holds its own copy
         listeners = []
 
-        config = workdir / "nginx.conf"
-        config.write_text(nginx_config(workdir, f"{host}:{state.port}", state.backends))
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (workdir / kind).mkdir()
-        # The worker drops to nobody when started as root; it only needs to
-        # traverse the work directory.
-        workdir.chmod(0o755)
-        state.nginx = subprocess.Popen(  # noqa: S603
-            [nginx, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")],
-            stdout=subprocess.DEVNULL if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
-        )
+        if nginx is not None:
+            config = workdir / "nginx.conf"
+            config.write_text(nginx_config(workdir, f"{host}:{state.port}", state.backends))
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+                (workdir / kind).mkdir()
+            # The worker drops to nobody when started as root; it only needs to
+            # traverse the work directory.
+            workdir.chmod(0o755)
+            state.nginx = subprocess.Popen(  # noqa: S603
+                [nginx, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")],
+                stdout=subprocess.DEVNULL if quiet else None,
+                stderr=subprocess.STDOUT if quiet else None,
+            )
 
         deadline = time.monotonic() + ready_timeout
         # The backends first: nginx would mark a backend that is still starting as down.
-        for group in (state.backends, [state.port]):
+        for group in (state.backends, [state.port] if nginx is not None else []):
             pending = list(group)
             while pending:
-                for process in [state.nginx, *state.processes]:
+                for process in [p for p in [state.nginx, *state.processes] if p is not None]:
                     if process.poll() is not None:
                         raise RuntimeError(_failure(state, f"a process exited ({process.args})"))
                 if time.monotonic() > deadline:
