@@ -9,8 +9,11 @@
 
 or, to mount the socket beside your own consumers, wrap
 ``didit_channels.routing.websocket_urlpatterns`` with
-``didit_channels.live.origin.OriginValidator`` yourself.
+``didit_channels.live.origin.OriginValidator`` yourself. The socket needs no
+``AuthMiddlewareStack``: it authenticates by ticket, not by cookie.
 """
+
+from typing import Any
 
 from channels.routing import URLRouter
 from django.urls import path
@@ -18,11 +21,14 @@ from django.urls import path
 from .live.consumers import StatusConsumer
 from .live.origin import OriginValidator
 
+# Where the ticket API tells clients to connect (CONTRACT.md).
+SOCKET_PATH = "/ws/didit/"
+
 websocket_urlpatterns = [
-    path("ws/didit/", StatusConsumer.as_asgi(), name="didit_channels_ws"),
+    path(SOCKET_PATH.lstrip("/"), StatusConsumer.as_asgi(), name="didit_channels_ws"),
 ]
 
 
-def websocket_application():
+def websocket_application() -> Any:
     """The socket routes behind the app's origin check (CONTRACT: 403 before accept)."""
     return OriginValidator(URLRouter(websocket_urlpatterns))

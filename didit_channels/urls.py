@@ -6,7 +6,7 @@
 from django.urls import path  # noqa: F401
 
 from . import demo, views
-from .api import decisions, sessions
+from .api import decisions, sessions, tickets
 from .webhooks import views as webhook_views
 
 app_name = "didit_channels"
@@ -15,6 +15,7 @@ urlpatterns: list = [
     # webhook intake
     path("webhook/", webhook_views.webhook, name="webhook"),
     # live channel (tickets)
+    path("api/tickets/", tickets.TicketCreateView.as_view(), name="ticket-create"),
     # sessions API
     path("api/sessions/", sessions.SessionListCreateView.as_view(), name="session-list"),
     path(

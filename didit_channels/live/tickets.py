@@ -1,0 +1,135 @@
+"""One-time WebSocket tickets: issued over the authenticated REST API, spent by the socket.
+
+Browsers cannot put an ``Authorization`` header on a WebSocket handshake, and
+a session cookie alone would let any page the user visits open a socket in
+their name. So the socket is opened with a ticket: 256 random bits, fetched
+over the authenticated API, valid for ``TICKET_TTL_SECONDS`` (30 s), good for
+one handshake. Only its SHA-256 is stored; the ticket itself is never logged.
+
+``consume`` spends a ticket and reads the user's audiences in one UPDATE ...
+RETURNING (PostgreSQL, SQLite >= 3.35): two handshakes racing with one ticket
+cannot both see it unused, because the second waits for the first's row lock
+and then finds ``used_at`` set.
+
+With ``TICKET_BIND_CLIENT_IP`` on, the ticket also remembers the address that
+asked for it and only opens a socket from that address. Both sides must see
+the same client address: behind a proxy, run the ASGI server with its proxy
+headers option (``daphne --proxy-headers``) and Django with the matching
+``REMOTE_ADDR`` handling, or leave the setting off.
+"""
+
+# Identifiers in the SQL below come from models' _meta, quoted; every value is a parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from ..conf import didit_settings
+from ..models import ConnectionTicket
+from .access import Access, access_sql, normalise_pk, view_all_by_backends
+
+logger = logging.getLogger("didit_channels.live.tickets")
+
+TICKET_BYTES = 32
+# A ticket is 43 characters; anything much longer is not one (and is not hashed).
+MAX_TICKET_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class IssuedTicket:
+    ticket: str
+    expires_in: int
+
+
+def hash_ticket(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode("utf-8")).hexdigest()
+
+
+def normalise_ip(value: str | None) -> str | None:
+    """The canonical text of an IP address, or None for anything that is not one."""
+    if not value:
+        return None
+    try:
+        return ipaddress.ip_address(value.strip()).compressed
+    except ValueError:
+        return None
+
+
+def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
+    """Create a ticket for an active ``user``; returns the only copy of its secret.
+
+    ``client_ip`` is stored (and later enforced) only when
+    ``TICKET_BIND_CLIENT_IP`` is on. The user's spent and expired tickets are
+    deleted on the way, so the table holds only live ones.
+    """
+    if not getattr(user, "is_active", True):
+        raise ValueError("Tickets are issued to active users only.")
+    now = timezone.now()
+    ttl = int(didit_settings.TICKET_TTL_SECONDS)
+    ticket = secrets.token_urlsafe(TICKET_BYTES)
+    ConnectionTicket.objects.filter(user=user).filter(
+        Q(used_at__isnull=False) | Q(expires_at__lte=now)
+    ).delete()
+    ConnectionTicket.objects.create(
+        token_hash=hash_ticket(ticket),
+        user=user,
+        expires_at=now + timedelta(seconds=ttl),
+        client_ip=normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None,
+    )
+    return IssuedTicket(ticket=ticket, expires_in=ttl)
+
+
+def _consume_sql() -> str:
+    qn = connection.ops.quote_name
+    meta = ConnectionTicket._meta
+    table = qn(meta.db_table)
+
+    def column(name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    user_id = f"{table}.{column('user')}"
+    active_sql, view_all_sql, _ = access_sql(user_id)
+    # The address arrives as text; PostgreSQL stores it as inet.
+    ip_param = "CAST(%s AS inet)" if connection.vendor == "postgresql" else "%s"
+    return (
+        f"UPDATE {table} SET {column('used_at')} = %s "
+        f"WHERE {column('token_hash')} = %s AND {column('used_at')} IS NULL "
+        f"AND {column('expires_at')} > %s "
+        f"AND ({column('client_ip')} IS NULL OR {column('client_ip')} = {ip_param}) "
+        f"RETURNING {user_id}, {active_sql}, {view_all_sql}"
+    )
+
+
+def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | None:
+    """Spend ``ticket``; the owner's access if it was unused, unexpired and (if bound)
+    presented from its address, else None. One database statement.
+
+    An unknown, expired, spent or wrongly-bound ticket gives None alike, and
+    a ticket presented from the wrong address is not spent.
+    """
+    if not ticket or len(ticket) > MAX_TICKET_LENGTH:
+        return None
+    _, _, view_all_params = access_sql("NULL")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [now, hash_ticket(ticket), now, normalise_ip(client_ip), *view_all_params]
+    with connection.cursor() as cursor:
+        cursor.execute(_consume_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_pk = normalise_pk(row[0])
+    if row[1] is None:  # the user row vanished under us
+        return None
+    view_all = bool(row[2]) if row[2] is not None else view_all_by_backends(user_pk)
+    return Access(user_pk=user_pk, is_active=bool(row[1]), view_all=view_all)
