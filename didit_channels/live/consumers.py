@@ -1,9 +1,352 @@
-"""Placeholder until the live channel lands: refuses every ticket with 4001."""
+"""The socket at ``/ws/didit/``: one ticket in, every visible status change out.
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+Lifecycle of a connection (CONTRACT.md, "WebSocket"):
+
+1. Handshake, kept small because ASGI servers give up on slow ones (daphne
+   after 5 s): one database statement spends the ticket and reads the user's
+   audiences, the socket claims a slot under the per-user cap, joins its
+   groups, and is accepted. Every refusal after the origin check is an
+   accept followed by a close (4001 bad ticket, 4003 no access, 4008 too many
+   sockets), because a close before accept reaches a browser as a bare 403.
+2. ``hello`` (with the cursor: the newest history id when the snapshot was
+   read) and ``snapshot``.
+3. Live ``status`` frames, gap-free: each layer message carries ``prev``, the
+   id committed just before it. A frame at or below the cursor was already
+   sent and is dropped; when ``prev`` is above the cursor, something in
+   between may have been lost (the layer is best effort) or belongs to
+   someone else, so the socket reads what it may see up to the frame from
+   the database instead. Either way the cursor moves to the frame's id.
+4. ``resume`` replays from the database, then ``resumed``.
+
+Channels handles one message per consumer at a time, so layer messages that
+arrive while the snapshot or a replay is being read wait their turn and are
+then filtered by the cursor: nothing is skipped, nothing is sent twice by
+the live path.
+
+Caveat: a push lost by the layer is recovered on the socket's next push or
+on the client's next ``resume`` (on reconnect), not on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import close_old_connections
+
+from ..conf import didit_settings
+from . import stream, tickets
+from .access import Access, read_access
+from .groups import admin_group, user_group
+from .messages import error_frame, hello_frame
+from .registry import RENEW_SECONDS, SocketRegistry, registry_for
+
+logger = logging.getLogger("didit_channels.live")
+
+SUBPROTOCOL = "didit.v1"
+TICKET_SUBPROTOCOL_PREFIX = "ticket."
+
+CLOSE_GOING_AWAY = 1001  # connection lifetime reached: reconnect with a new ticket
+CLOSE_TOO_BIG = 1009
+CLOSE_SERVER_ERROR = 1011
+CLOSE_BAD_TICKET = 4001
+CLOSE_NO_ACCESS = 4003
+CLOSE_TOO_MANY_SOCKETS = 4008
 
 
-class StatusConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
-        await self.accept()
-        await self.close(code=4001)
+def ticket_from_scope(scope: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(ticket, subprotocol to select): ``ticket.<t>`` subprotocol first, then ``?ticket=``."""
+    offered = [str(p) for p in scope.get("subprotocols") or []]
+    selected = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    for protocol in offered:
+        if protocol.startswith(TICKET_SUBPROTOCOL_PREFIX):
+            return protocol[len(TICKET_SUBPROTOCOL_PREFIX) :], selected
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    values = query.get("ticket")
+    return (values[0] if values else None), selected
+
+
+def client_address(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _db(function):
+    """``function`` in a worker thread, closing connections past ``CONN_MAX_AGE`` around it.
+
+    Not thread-sensitive: each call is self-contained, and a burst of
+    handshakes must not queue behind one shared thread. This is what
+    channels' ``database_sync_to_async`` does, except that the connection
+    check is not the one channels' test communicator turns into a no-op while
+    it waits (so, under test, these worker threads would keep connections
+    open and a PostgreSQL test database could not be dropped). Worker threads
+    never hold a test's own connection, so closing theirs is always safe.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def _json_pk(pk: Any) -> Any:
+    return pk if isinstance(pk, int) else str(pk)
+
+
+class StatusConsumer(AsyncWebsocketConsumer):
+    """Pushes status changes to the sockets allowed to see them.
+
+    State lives on the instance (one instance per connection): the user, whether
+    the socket is in the admin audience (fixed at the handshake; a user granted
+    the permission later reconnects to get it), and the cursor.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user_pk: Any = None
+        self.admin = False
+        self.cursor = 0
+        self.closed = False
+        self._joined: list[str] = []
+        self._claimed = False
+        self._lifetime_task: asyncio.Task | None = None
+
+    # --- handshake ------------------------------------------------------
+
+    async def connect(self) -> None:
+        ticket, subprotocol = ticket_from_scope(self.scope)
+        if self.channel_layer is None:
+            logger.error("No channel layer is configured; sockets cannot receive pushes.")
+            await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
+            return
+        try:
+            access = await _db(tickets.consume)(ticket, client_ip=client_address(self.scope))
+        except Exception:
+            logger.exception("Could not check a socket ticket.")
+            await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
+            return
+        if access is None:
+            logger.info("Refused a socket: ticket missing, unknown, expired or used.")
+            await self._refuse(CLOSE_BAD_TICKET, subprotocol)
+            return
+        if not access.is_active:
+            logger.info("Refused a socket of inactive user %s.", access.user_pk)
+            await self._refuse(CLOSE_NO_ACCESS, subprotocol)
+            return
+        self.user_pk, self.admin = access.user_pk, access.view_all
+
+        registry = self._registry()
+        try:
+            self._claimed = await registry.claim(
+                self.user_pk, self.channel_name, didit_settings.MAX_SOCKETS_PER_USER
+            )
+            if self._claimed:
+                for group in self._audience_groups():
+                    await self.channel_layer.group_add(group, self.channel_name)
+                    self._joined.append(group)
+        except Exception:
+            logger.exception("Could not register a socket of user %s.", self.user_pk)
+            await self._leave()
+            await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
+            return
+        if not self._claimed:
+            logger.info("Refused a socket of user %s: over MAX_SOCKETS_PER_USER.", self.user_pk)
+            await self._refuse(CLOSE_TOO_MANY_SOCKETS, subprotocol)
+            return
+
+        await self.accept(subprotocol)
+        self._lifetime_task = asyncio.create_task(self._lifetime())
+        await self._start_stream()
+
+    def _registry(self) -> SocketRegistry:
+        return registry_for(self.channel_layer, self.channel_layer_alias)
+
+    def _audience_groups(self) -> list[str]:
+        groups = [user_group(self.user_pk)]
+        if self.admin:
+            groups.append(admin_group())
+        return groups
+
+    async def _refuse(self, code: int, subprotocol: str | None) -> None:
+        self.closed = True
+        await self.accept(subprotocol)
+        await self.close(code)
+
+    async def _start_stream(self) -> None:
+        try:
+            opening = await _db(stream.open_stream)(self.user_pk, self.admin)
+        except Exception:
+            logger.exception("Could not read the snapshot for user %s.", self.user_pk)
+            await self._close(CLOSE_SERVER_ERROR)
+            return
+        if not self._still_allowed(opening.access):
+            await self._close(CLOSE_NO_ACCESS)
+            return
+        self.cursor = opening.cursor
+        audiences = ["user", "admin"] if self.admin else ["user"]
+        await self._send(hello_frame(_json_pk(self.user_pk), audiences, self.cursor))
+        await self._send({"type": "snapshot", "sessions": opening.sessions})
+
+    def _still_allowed(self, access: Access | None) -> bool:
+        if access is None or not access.is_active:
+            return False
+        return access.view_all or not self.admin
+
+    # --- client frames --------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        text, data = message.get("text"), message.get("bytes")
+        size = len(text.encode("utf-8")) if text is not None else len(data or b"")
+        if size > didit_settings.MAX_CLIENT_FRAME_BYTES:
+            await self._close(CLOSE_TOO_BIG)
+            return
+        if text is None:
+            await self._error("binary_frame", "Frames are JSON text, not binary.")
+            return
+        try:
+            content = json.loads(text)
+        except ValueError:
+            content = None
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self._error("malformed", 'Frames are JSON objects with a string "type".')
+            return
+        kind = content["type"]
+        if kind == "ping":
+            await self._send({"type": "pong"})
+        elif kind == "resume":
+            await self._resume(content.get("after"))
+        else:
+            await self._error("unknown_type", 'Known types are "ping" and "resume".')
+
+    async def _resume(self, after: Any) -> None:
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            await self._error("invalid_resume", '"after" must be a non-negative integer id.')
+            return
+        try:
+            upto = await _db(stream.latest_event_id)()
+            await self._send_history(after, upto)
+        except Exception:
+            logger.exception("Could not replay history for user %s.", self.user_pk)
+            await self._close(CLOSE_SERVER_ERROR)
+            return
+        self.cursor = max(self.cursor, upto)
+        await self._send({"type": "resumed", "cursor": self.cursor})
+
+    # --- layer messages -------------------------------------------------
+
+    async def didit_status(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        frame = message.get("frame") or {}
+        frame_id = frame.get("id")
+        if not isinstance(frame_id, int) or frame_id <= self.cursor:
+            return
+        if not self.admin and str(frame.get("user")) != str(self.user_pk):
+            return  # not this user's: never forwarded, whatever group it came through
+        prev = message.get("prev")
+        try:
+            if prev is not None and prev > self.cursor:
+                await self._send_history(self.cursor, frame_id)
+            else:
+                await self._send(frame)
+        except Exception:
+            logger.exception("Could not catch up user %s from history.", self.user_pk)
+            await self._close(CLOSE_SERVER_ERROR)
+            return
+        self.cursor = max(self.cursor, frame_id)
+
+    async def didit_revoke_check(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            access = await _db(read_access)(self.user_pk)
+        except Exception:
+            # Cannot confirm access: fail closed, the client reconnects later.
+            logger.exception("Could not re-check access of user %s.", self.user_pk)
+            await self._close(CLOSE_SERVER_ERROR)
+            return
+        if not self._still_allowed(access):
+            logger.info("Closing a socket of user %s: access revoked.", self.user_pk)
+            await self._close(CLOSE_NO_ACCESS)
+
+    # --- sending and closing ---------------------------------------------
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.send(text_data=json.dumps(frame, default=str))
+
+    async def _error(self, code: str, detail: str) -> None:
+        await self._send(error_frame(code, detail))
+
+    async def _send_history(self, after: int, upto: int) -> None:
+        while after < upto:
+            batch = await _db(stream.history_batch)(self.user_pk, self.admin, after, upto)
+            for frame in batch:
+                await self._send(frame)
+            if len(batch) < stream.BATCH_SIZE:
+                return
+            after = batch[-1]["id"]
+
+    async def _lifetime(self) -> None:
+        """Renew the socket's slot; close it when ``MAX_CONNECTION_AGE_SECONDS`` is up.
+
+        The age is shortened by up to 10% at random so sockets opened together
+        (after a deploy) do not all reconnect at the same instant.
+        """
+        loop = asyncio.get_running_loop()
+        max_age = didit_settings.MAX_CONNECTION_AGE_SECONDS
+        deadline = loop.time() + max_age * random.uniform(0.9, 1.0) if max_age else None
+        registry = self._registry()
+        while True:
+            wait = RENEW_SECONDS if deadline is None else min(RENEW_SECONDS, deadline - loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if deadline is not None and loop.time() >= deadline:
+                break
+            try:
+                await registry.renew(self.user_pk, self.channel_name)
+            except Exception:  # noqa: BLE001 - retried on the next round
+                logger.warning("Could not renew a socket slot of user %s.", self.user_pk)
+        await self._close(CLOSE_GOING_AWAY, reason="maximum connection age reached")
+
+    async def _close(self, code: int, reason: str | None = None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self.close(code, reason=reason)
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Leave groups, free the slot, stop the timer. Idempotent; never raises."""
+        task, self._lifetime_task = self._lifetime_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        groups, self._joined = self._joined, []
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - group membership expires in the layer
+                logger.warning("Could not leave group %s.", group)
+        if self._claimed:
+            self._claimed = False
+            try:
+                await self._registry().release(self.user_pk, self.channel_name)
+            except Exception:  # noqa: BLE001 - the slot lapses after CLAIM_SECONDS
+                logger.warning("Could not free a socket slot of user %s.", self.user_pk)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self.closed = True
+        await self._leave()
+        await super().websocket_disconnect(message)
