@@ -139,7 +139,7 @@ def main() -> None:
         admins = s.make_users(size, admins=True, prefix="desk")
         owner = s.make_users(1, prefix="owner")[0]
         figures = asyncio.run(measure(s, admins, owner))
-        figures["server tracebacks"] = s.app.log_tail(200).count("Traceback")
+        figures["server errors"] = bench_support.server_errors(s.app)
     harness.print_figures(
         f"fan-out: one change to {size} admin sockets (daphne, {bench_support.layer_name()} "
         f"layer, {bench_support.describe_machine()})",

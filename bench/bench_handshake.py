@@ -27,14 +27,25 @@ TARGET_RATIO = 0.8
 CLIENTS = 20
 
 
-async def sustained(s: bench_support.Stack, tokens: list[str], which: str, total: int) -> dict:
+async def sustained(
+    s: bench_support.Stack, tokens: list[str], which: str, total: int, users: list | None = None
+) -> dict:
     cycle = itertools.cycle(tokens)
     clients = [loadgen.HttpClient(s.app.port) for _ in range(CLIENTS)]
+    rounds = max(1, total // CLIENTS)
+    issued = iter([])
+    if which == "app-connect":  # tickets issued beforehand: the socket's share alone
+        issued = iter(
+            await asyncio.to_thread(s.issue_tickets, (users * rounds)[: CLIENTS * rounds])
+        )
 
     async def step(client_index: int, _round: int) -> float:
         started = time.perf_counter()
-        if which == "app":
-            url = await s.ticket_url(clients[client_index], next(cycle))
+        if which.startswith("app"):
+            if which == "app":
+                url = await s.ticket_url(clients[client_index], next(cycle))
+            else:
+                url = s.socket_url(next(issued))
             ws, first = await loadgen.open_socket(url, origin=s.origin)
             if first.get("type") != "hello":
                 raise RuntimeError(f"first frame {first.get('type')}")
@@ -44,7 +55,7 @@ async def sustained(s: bench_support.Stack, tokens: list[str], which: str, total
         await ws.close()
         return elapsed
 
-    run = await loadgen.closed_loop(CLIENTS, max(1, total // CLIENTS), step, time_limit=60)
+    run = await loadgen.closed_loop(CLIENTS, rounds, step, time_limit=60)
     for client in clients:
         client.close()
     return {
@@ -72,7 +83,7 @@ async def burst(s: bench_support.Stack, tokens: list[str], which: str, size: int
     return result
 
 
-async def measure(s: bench_support.Stack, tokens: list[str]) -> dict[str, object]:
+async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dict[str, object]:
     total = loadgen.scaled(600, 60)
     size = loadgen.scaled(500, 20)
     await sustained(s, tokens, "app", 40)  # warm-up
@@ -91,6 +102,8 @@ async def measure(s: bench_support.Stack, tokens: list[str]) -> dict[str, object
     app_rate = loadgen.median(rates["app"])
     bare_rate = loadgen.median(rates["bare"])
     sustained_ratio = bench_support.ratio(app_rate, bare_rate)
+    # Where the time goes: the same loop with tickets issued beforehand.
+    connect_only = await sustained(s, tokens, "app-connect", total // 2, users)
 
     await asyncio.sleep(2)
     bare_burst = await burst(s, tokens, "bare", size)
@@ -106,6 +119,8 @@ async def measure(s: bench_support.Stack, tokens: list[str]) -> dict[str, object
         "sustained app p50 / p99 ms": f"{lat['app']['p50']:.1f} / {lat['app']['p99']:.1f}",
         "sustained bare p50 / p99 ms": f"{lat['bare']['p50']:.1f} / {lat['bare']['p99']:.1f}",
         "sustained errors app / bare": f"{errors['app'] or 'none'} / {errors['bare'] or 'none'}",
+        "connect only, ticket issued beforehand, per s": connect_only["rate"],
+        "connect only ratio": bench_support.ratio(connect_only["rate"], bare_rate),
         f"burst {size} ready app / bare": f"{app_burst.ready} / {bare_burst.ready}",
         "burst errors app": app_burst.error_text(),
         "burst errors bare": bare_burst.error_text(),
@@ -121,8 +136,8 @@ def main() -> None:
     with bench_support.stack() as s:
         users = s.make_users(100, prefix="hs")
         tokens = [s.jwt(user) for user in users]
-        figures = asyncio.run(measure(s, tokens))
-        figures["server tracebacks"] = s.app.log_tail(400).count("Traceback")
+        figures = asyncio.run(measure(s, users, tokens))
+        figures["server errors"] = bench_support.server_errors(s.app)
     harness.print_figures(
         f"handshakes: ticket + connect vs bare connect (daphne, {bench_support.layer_name()} "
         f"layer, {bench_support.describe_machine()})",

@@ -114,7 +114,7 @@ def main() -> None:
     with bench_support.stack() as s:
         users = s.make_users((size + 20) // 10 + 2, prefix="idle")
         figures = asyncio.run(measure(s, users, size))
-        figures["server tracebacks"] = s.app.log_tail(400).count("Traceback")
+        figures["server errors"] = bench_support.server_errors(s.app)
     harness.print_figures(
         f"idle capacity: {size} authenticated idle sockets on one daphne process "
         f"({bench_support.layer_name()} layer, {bench_support.describe_machine()})",

@@ -139,8 +139,7 @@ def main() -> None:
         users = s.make_users(20)
         tokens = [s.jwt(user) for user in users]
         figures = asyncio.run(measure(s, users, tokens))
-        log = s.app.log_tail(200)
-    figures["server tracebacks"] = log.count("Traceback")
+        figures["server errors"] = bench_support.server_errors(s.app)
     harness.print_figures(
         f"webhook-to-socket latency vs bare Channels (daphne, {bench_support.layer_name()} "
         f"layer, {bench_support.describe_machine()})",

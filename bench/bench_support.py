@@ -140,6 +140,24 @@ def stack(*, app_env: dict[str, str] | None = None) -> Iterator[Stack]:
             yield Stack(app=app, bare=bare, env=env)
 
 
+def server_errors(server: harness.Server, lines: int = 2000) -> str:
+    """How many tracebacks the server logged, and the last exception line."""
+    log = server.log_tail(lines)
+    count = log.count("Traceback")
+    if not count:
+        return "none"
+    if os.environ.get("BENCH_LOG_DIR"):
+        path = os.path.join(os.environ["BENCH_LOG_DIR"], f"server-{server.port}.log")
+        with open(path, "w") as out:
+            out.write(log)
+    last = [
+        line
+        for line in log.splitlines()
+        if line and not line.startswith((" ", "Traceback")) and ("Error" in line or ":" in line)
+    ]
+    return f"{count} tracebacks, last: {(last[-1] if last else '?')[:160]}"
+
+
 def ratio(value: float, baseline: float) -> float:
     return value / baseline if baseline else float("nan")
 
