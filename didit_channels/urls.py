@@ -1,9 +1,8 @@
-"""Mount under a prefix of your choice; the contract uses ``/didit/``::
-
-    path("didit/", include("didit_channels.urls")),
+"""The app's HTTP routes. Mount them under a prefix of your choice; the contract
+uses ``/didit/``: ``path("didit/", include("didit_channels.urls"))``.
 """
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
 from . import demo, views
 from .api import decisions, sessions, tickets
