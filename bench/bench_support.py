@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import random
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ class Stack:
     bare: harness.Server
     env: dict[str, str]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    next_pk: int = field(default_factory=lambda: random.randrange(10**8, 10**9, 10**5))
 
     # --- Django, in this process --------------------------------------------------
 
@@ -67,8 +69,17 @@ class Stack:
         model = get_user_model()
         password = make_password(None)  # unusable: benchmarks authenticate with JWTs
         names = [f"{prefix}-{self.run_id}-{n}" for n in range(count)]
+        # Primary keys of our own, far from 1: the per-user socket registry and
+        # the user groups live in Redis, which outlives the fresh database, so
+        # a user 1 of this run must not inherit the sockets of a user 1 of the
+        # run before (whose server was stopped before it could release them).
+        first = self.next_pk
+        self.next_pk += count
         model.objects.bulk_create(
-            [model(username=name, password=password, is_active=True) for name in names],
+            [
+                model(pk=first + n, username=name, password=password, is_active=True)
+                for n, name in enumerate(names)
+            ],
             batch_size=1000,
         )
         users = list(model.objects.filter(username__in=names).order_by("pk"))
@@ -131,8 +142,12 @@ def stack(*, app_env: dict[str, str] | None = None) -> Iterator[Stack]:
         import django
 
         django.setup()
+        # BENCH_APP_ASGI serves the app through another ASGI module (a prototype).
+        application = os.environ.get("BENCH_APP_ASGI", "project.asgi:application")
         with (
-            harness.daphne_server(APP_SETTINGS, env=env, ready_path="/bench/noop/") as app,
+            harness.daphne_server(
+                APP_SETTINGS, env=env, application=application, ready_path="/bench/noop/"
+            ) as app,
             harness.daphne_server(
                 BARE_SETTINGS, env=env, application=BARE_APP, ready_path="/push/"
             ) as bare,
