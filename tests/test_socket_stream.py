@@ -30,6 +30,7 @@ def fast_password_hashing(settings):
     # Users are created for every test; the default hasher costs ~0.25 s each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+
 QUIET = 0.2  # how long "hears nothing" listens
 
 

@@ -42,7 +42,7 @@ from django.db import close_old_connections
 
 from ..conf import didit_settings
 from . import stream, tickets
-from .access import Access, read_access
+from .access import ADMIN, USER, Access, read_access
 from .groups import admin_group, user_group
 from .messages import error_frame, hello_frame
 from .registry import RENEW_SECONDS, SocketRegistry, registry_for
@@ -193,7 +193,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_NO_ACCESS)
             return
         self.cursor = opening.cursor
-        audiences = ["user", "admin"] if self.admin else ["user"]
+        audiences = [USER, ADMIN] if self.admin else [USER]
         await self._send(hello_frame(_json_pk(self.user_pk), audiences, self.cursor))
         await self._send({"type": "snapshot", "sessions": opening.sessions})
 
