@@ -13,6 +13,9 @@ publishes to the owner's group and the admin group), a consumer forwarding it.
 Blocks alternate between app and baseline so drift hits both alike.
 Target: app p50 <= 1.0x the baseline's, p99 <= 1.2x.
 
+Then a burst: 500 signed webhooks released at once, each on its own
+connection; every one must be answered 200 and reach its owner's socket.
+
 Run: ``python -m bench.bench_latency`` (``BENCH_SCALE=0.3`` for a quick look).
 """
 
@@ -26,6 +29,7 @@ import uuid
 from bench import bench_support, harness, loadgen
 
 BLOCKS = 3
+BURST = 500
 TARGET_P50 = 1.0
 TARGET_P99 = 1.2
 
@@ -127,6 +131,60 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
             f"p50 {bench_support.verdict(p50_ratio <= TARGET_P50)}, "
             f"p99 {bench_support.verdict(p99_ratio <= TARGET_P99)}"
         )
+
+    # A burst: BURST webhooks released at once, each on its own connection, for
+    # new sessions of the 20 users; every one must be answered 200 and reach
+    # its owner's socket.
+    size = loadgen.scaled(BURST, 20)
+    gate = asyncio.Event()
+    answers: dict[str, int] = {}
+    undelivered = 0
+    burst_latencies: list[float] = []
+
+    async def one(index: int) -> None:
+        nonlocal undelivered
+        sender = index % senders_max
+        session_id = f"burst-{s.run_id}-{index}"
+        payload = status_payload(
+            session_id, "Approved", vendor_data=str(users[sender].pk), event_id=session_id
+        )
+        body, headers = signed_webhook(payload, harness.BENCH_WEBHOOK_SECRET)
+        headers["Content-Type"] = "application/json"
+        arrived = app_inboxes[sender].expect(lambda f: f.get("session_id") == session_id)
+        client = loadgen.HttpClient(s.app.port, timeout=60)
+        await gate.wait()
+        started = time.perf_counter()
+        try:
+            response = await client.request("POST", "/didit/webhook/", body=body, headers=headers)
+            label = str(response.status)
+        except Exception as error:  # noqa: BLE001 - counted
+            label = loadgen.classify(error)
+        finally:
+            client.close()
+        answers[label] = answers.get(label, 0) + 1
+        try:
+            burst_latencies.append(await asyncio.wait_for(arrived, 30) - started)
+        except Exception:  # noqa: BLE001
+            undelivered += 1
+
+    tasks = [asyncio.create_task(one(i)) for i in range(size)]
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    gate.set()
+    await asyncio.gather(*tasks)
+    burst_seconds = time.perf_counter() - started
+    errors = {k: v for k, v in answers.items() if k != "200"}
+    figures.update(
+        {
+            f"burst of {size} webhooks: answered 200": answers.get("200", 0),
+            f"burst of {size} webhooks: errors": errors or "none",
+            f"burst of {size} webhooks: undelivered": undelivered,
+            f"burst of {size} webhooks: seconds": burst_seconds,
+            f"burst of {size} webhooks: verdict (zero errors)": bench_support.verdict(
+                not errors and not undelivered
+            ),
+        }
+    )
 
     for inbox in app_inboxes + bare_inboxes:
         await inbox.stop()
