@@ -5,7 +5,7 @@ uses ``/didit/``: ``path("didit/", include("didit_channels.urls"))``.
 from django.urls import path
 
 from . import demo, views
-from .api import decisions, sessions, tickets
+from .api import decisions, schema, sessions, tickets
 from .webhooks import views as webhook_views
 
 app_name = "didit_channels"
@@ -22,6 +22,8 @@ urlpatterns: list = [
         sessions.SessionDetailView.as_view(),
         name="session-detail",
     ),
+    # OpenAPI schema of the API above
+    path("api/schema/", schema.DiditSchemaView.as_view(), name="api-schema"),
     # decisions (identity data)
     path(
         "api/sessions/<str:session_id>/decision/",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +24,7 @@ from rest_framework.views import APIView
 
 from ..audit import can_view_decision, read_decision
 from ..models import VerificationSession
+from .schema import AutoSchema, DecisionSerializer, errors
 
 
 class CanViewDecision(permissions.BasePermission):
@@ -32,8 +34,16 @@ class CanViewDecision(permissions.BasePermission):
         return can_view_decision(request.user)
 
 
+@extend_schema(
+    summary="Read one session's decision (identity data; every read is audited)",
+    responses={
+        200: OpenApiResponse(DecisionSerializer, description="The decision, or null."),
+        **errors(401, 403, 404),
+    },
+)
 @method_decorator(never_cache, name="dispatch")
 class SessionDecisionView(APIView):
+    schema = AutoSchema()  # see didit_channels.api.schema
     # Authentication: the project's DEFAULT_AUTHENTICATION_CLASSES (JWT, session).
     permission_classes = [permissions.IsAuthenticated, CanViewDecision]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import StatusEvent, VerificationSession
@@ -56,6 +57,11 @@ class SessionSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    # The owner's primary key (an integer for Django's default user model);
+    # null while the session is unassigned.
+    @extend_schema_field(
+        {"oneOf": [{"type": "integer"}, {"type": "string"}], "nullable": True, "readOnly": True}
+    )
     def get_user(self, session: VerificationSession) -> Any:
         return session.user_id
 

@@ -24,6 +24,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -34,6 +35,7 @@ from ..conf import didit_settings
 from ..models import StatusEvent, VerificationSession
 from ..state import StatusChange, apply_status_change
 from ..statuses import NOT_STARTED
+from .schema import AutoSchema, errors
 from .serializers import SESSION_FIELDS, SessionDetailSerializer, SessionSerializer
 
 logger = logging.getLogger("didit_channels.api")
@@ -95,8 +97,23 @@ def _bounded_str(value: object, limit: int) -> str | None:
     return None
 
 
+@extend_schema(
+    methods=["GET"],
+    summary="List sessions: the caller's own, or all of them for the admin audience",
+    responses={200: SessionSerializer(many=True), **errors(401, 403, 404)},
+)
+@extend_schema(
+    methods=["POST"],
+    summary="Start a Didit verification for the caller",
+    request=None,
+    responses={
+        201: OpenApiResponse(SessionSerializer, description="The session, with the hosted url."),
+        **errors(401, 403, 502, 503),
+    },
+)
 @method_decorator(never_cache, name="dispatch")
 class SessionListCreateView(generics.ListAPIView):
+    schema = AutoSchema()  # see didit_channels.api.schema
     permission_classes = [permissions.IsAuthenticated]
     serializer_class = SessionSerializer
     pagination_class = SessionPagination
@@ -162,8 +179,13 @@ class SessionListCreateView(generics.ListAPIView):
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
 
+@extend_schema(
+    summary="One session and its status history",
+    responses={200: SessionDetailSerializer, **errors(401, 403, 404)},
+)
 @method_decorator(never_cache, name="dispatch")
 class SessionDetailView(generics.RetrieveAPIView):
+    schema = AutoSchema()  # see didit_channels.api.schema
     permission_classes = [permissions.IsAuthenticated]
     serializer_class = SessionDetailSerializer
     lookup_field = "session_id"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +24,7 @@ from rest_framework.views import APIView
 from ..conf import didit_settings
 from ..live import tickets
 from ..routing import SOCKET_PATH
+from .schema import AutoSchema, TicketSerializer, errors
 
 
 class TicketThrottle(UserRateThrottle):
@@ -42,8 +44,17 @@ class IsActiveUser(permissions.BasePermission):
         return bool(user and user.is_authenticated and getattr(user, "is_active", True))
 
 
+@extend_schema(
+    summary="Issue a one-time ticket for the live socket",
+    request=None,
+    responses={
+        201: OpenApiResponse(TicketSerializer, description="A ticket for /ws/didit/."),
+        **errors(401, 403, 429),
+    },
+)
 @method_decorator(never_cache, name="dispatch")
 class TicketCreateView(APIView):
+    schema = AutoSchema()  # see didit_channels.api.schema
     permission_classes = [IsActiveUser]
     throttle_classes = [TicketThrottle]
 
