@@ -109,6 +109,24 @@ async def _answer(send: Any, status: int, payload: dict, extra: list | None = No
     await send({"type": "http.response.body", "body": body})
 
 
+# BENCH_PROTO_DISPATCH=1: the socket consumer without Channels' per-message
+# ``aclose_old_connections()``. Channels 4.2+ runs it before *every* handler,
+# layer messages included: a hop to the one thread-sensitive worker thread per
+# push per socket, so a fan-out to 1,000 sockets queues 1,000 hops behind each
+# other. The consumer's own database calls already check connection age.
+if os.environ.get("BENCH_PROTO_DISPATCH") == "1":
+    from channels.consumer import get_handler_name
+
+    from didit_channels.live.consumers import StatusConsumer
+
+    async def _dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    StatusConsumer.dispatch = _dispatch
+
 # BENCH_PROTO_WEBHOOK=0 keeps the webhook on Django's stack (to measure the pool alone).
 FAST_WEBHOOK = os.environ.get("BENCH_PROTO_WEBHOOK", "1") != "0"
 
