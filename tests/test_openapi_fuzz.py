@@ -12,6 +12,7 @@ the 404s.
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import pytest
@@ -118,6 +119,47 @@ def test_every_answer_matches_the_schema(api_schema, caller, mode, fake_didit): 
             case.call_and_validate(headers=headers, checks=CHECKS)
 
         call()
+
+
+def forged_cursor(position: str) -> str:
+    return base64.b64encode(f"o=0&p={position}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "parameters"),
+    [
+        # PostgreSQL text cannot hold NUL: a database error once, now a 404.
+        ("/didit/api/sessions/{session_id}/", {"path_parameters": {"session_id": "a\x00b"}}),
+        (
+            "/didit/api/sessions/{session_id}/decision/",
+            {"path_parameters": {"session_id": "a\x00b"}},
+        ),
+        # A well-encoded cursor whose position is not a datetime: a
+        # ValidationError from the database layer once, now DRF's invalid cursor.
+        ("/didit/api/sessions/", {"query": {"cursor": forged_cursor("garbage")}}),
+        ("/didit/api/sessions/", {"query": {"cursor": forged_cursor("2026-13-45 25:61:00")}}),
+        ("/didit/api/sessions/", {"query": {"cursor": forged_cursor("a\x00b")}}),
+    ],
+    ids=["detail-nul", "decision-nul", "cursor-text", "cursor-bad-date", "cursor-nul"],
+)
+def test_forged_input_that_once_gave_500_is_a_documented_404(
+    api_schema, superuser, path, parameters
+):
+    case = api_schema[path]["GET"].Case(**parameters)
+    response = case.call_and_validate(
+        headers={"Authorization": f"Bearer {AccessToken.for_user(superuser)}"}, checks=CHECKS
+    )
+    assert response.status_code == 404
+
+
+def test_a_real_cursor_still_pages(alice, jwt_client):
+    for number in range(3):
+        record(f"page-{number}", alice, "Not Started")
+    api = jwt_client(alice)
+    first = api.get("/didit/api/sessions/?page_size=2").json()
+    second = api.get(first["next"]).json()
+    seen = [item["session_id"] for item in first["results"] + second["results"]]
+    assert seen == ["page-2", "page-1", "page-0"]
 
 
 def test_the_schema_documents_this_apps_api_only(client):

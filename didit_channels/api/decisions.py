@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from ..audit import can_view_decision, read_decision
 from ..models import VerificationSession
 from .schema import AutoSchema, DecisionSerializer, errors
+from .sessions import reject_unstorable_session_id
 
 
 class CanViewDecision(permissions.BasePermission):
@@ -48,6 +49,7 @@ class SessionDecisionView(APIView):
     permission_classes = [permissions.IsAuthenticated, CanViewDecision]
 
     def get(self, request: Request, session_id: str) -> Response:
+        reject_unstorable_session_id(session_id)
         session = get_object_or_404(
             VerificationSession.objects.defer("decision"), session_id=session_id
         )

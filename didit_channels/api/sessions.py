@@ -22,10 +22,12 @@ import logging
 from django.db.models import Prefetch, QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -63,6 +65,20 @@ class SessionPagination(CursorPagination):
     page_size_query_param = "page_size"
     ordering = ("-created_at", "-id")
 
+    def decode_cursor(self, request: Request):
+        cursor = super().decode_cursor(request)
+        # DRF checks a cursor's encoding, not its position, which is compared
+        # with created_at: a forged one that is not a datetime would be a
+        # database error (500) instead of DRF's 404 for an invalid cursor.
+        if cursor is not None and cursor.position is not None:
+            try:
+                valid = parse_datetime(cursor.position) is not None
+            except ValueError:
+                valid = False
+            if not valid:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
+
 
 def can_view_all_sessions(user) -> bool:
     return bool(user and user.is_authenticated and user.has_perm(VIEW_ALL_PERMISSION))
@@ -74,6 +90,13 @@ def visible_sessions(user) -> QuerySet[VerificationSession]:
     if can_view_all_sessions(user):
         return sessions
     return sessions.filter(user=user)
+
+
+def reject_unstorable_session_id(session_id: str) -> None:
+    """404 for an id no session can have: PostgreSQL text cannot hold NUL, and
+    looking such an id up would be a database error (500) instead."""
+    if "\x00" in session_id:
+        raise NotFound()
 
 
 def callback_url(request: Request) -> str:
@@ -189,6 +212,10 @@ class SessionDetailView(generics.RetrieveAPIView):
     permission_classes = [permissions.IsAuthenticated]
     serializer_class = SessionDetailSerializer
     lookup_field = "session_id"
+
+    def get_object(self) -> VerificationSession:
+        reject_unstorable_session_id(self.kwargs[self.lookup_field])
+        return super().get_object()
 
     def get_queryset(self) -> QuerySet[VerificationSession]:
         history = StatusEvent.objects.only(*HISTORY_FIELDS).order_by("id")
