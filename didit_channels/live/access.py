@@ -56,7 +56,9 @@ def _concrete_field(model, name: str):
         field = model._meta.get_field(name)
     except FieldDoesNotExist:
         return None
-    return field if getattr(field, "concrete", False) or field.many_to_many else None
+    # A column, or a many-to-many declared on the model (not a reverse relation).
+    declared_m2m = field.many_to_many and not field.auto_created
+    return field if getattr(field, "concrete", False) or declared_m2m else None
 
 
 def has_permissions_mixin() -> bool:

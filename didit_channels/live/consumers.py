@@ -210,6 +210,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         text, data = message.get("text"), message.get("bytes")
         size = len(text.encode("utf-8")) if text is not None else len(data or b"")
         if size > didit_settings.MAX_CLIENT_FRAME_BYTES:
+            logger.info("Closing a socket of user %s: a %d-byte frame.", self.user_pk, size)
             await self._close(CLOSE_TOO_BIG)
             return
         if text is None:
@@ -288,6 +289,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps(frame, default=str))
 
     async def _error(self, code: str, detail: str) -> None:
+        # The frame itself is not logged: it is the client's, and may hold anything.
+        logger.info("Answered a frame of user %s with error %s.", self.user_pk, code)
         await self._send(error_frame(code, detail))
 
     async def _send_history(self, after: int, upto: int) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,8 +37,6 @@ from django.utils import timezone
 from ..conf import didit_settings
 from ..models import ConnectionTicket
 from .access import Access, access_sql, normalise_pk, view_all_by_backends
-
-logger = logging.getLogger("didit_channels.live.tickets")
 
 TICKET_BYTES = 32
 # A ticket is 43 characters; anything much longer is not one (and is not hashed).
@@ -90,7 +87,8 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
     return IssuedTicket(ticket=ticket, expires_in=ttl)
 
 
-def _consume_sql() -> str:
+def _consume_statement() -> tuple[str, list[Any]]:
+    """The UPDATE ... RETURNING that spends a ticket, and its trailing parameters."""
     qn = connection.ops.quote_name
     meta = ConnectionTicket._meta
     table = qn(meta.db_table)
@@ -99,16 +97,17 @@ def _consume_sql() -> str:
         return qn(meta.get_field(name).column)
 
     user_id = f"{table}.{column('user')}"
-    active_sql, view_all_sql, _ = access_sql(user_id)
+    active_sql, view_all_sql, view_all_params = access_sql(user_id)
     # The address arrives as text; PostgreSQL stores it as inet.
     ip_param = "CAST(%s AS inet)" if connection.vendor == "postgresql" else "%s"
-    return (
+    sql = (
         f"UPDATE {table} SET {column('used_at')} = %s "
         f"WHERE {column('token_hash')} = %s AND {column('used_at')} IS NULL "
         f"AND {column('expires_at')} > %s "
         f"AND ({column('client_ip')} IS NULL OR {column('client_ip')} = {ip_param}) "
         f"RETURNING {user_id}, {active_sql}, {view_all_sql}"
     )
+    return sql, view_all_params
 
 
 def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | None:
@@ -120,11 +119,11 @@ def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | Non
     """
     if not ticket or len(ticket) > MAX_TICKET_LENGTH:
         return None
-    _, _, view_all_params = access_sql("NULL")
+    sql, returning_params = _consume_statement()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [now, hash_ticket(ticket), now, normalise_ip(client_ip), *view_all_params]
+    params = [now, hash_ticket(ticket), now, normalise_ip(client_ip), *returning_params]
     with connection.cursor() as cursor:
-        cursor.execute(_consume_sql(), params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
