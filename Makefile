@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 DEMO_ENV := DJANGO_DEBUG=$${DJANGO_DEBUG:-1}
 
-.PHONY: demo test lint format bench serve-multi wheel-check clean
+.PHONY: demo demo-tls test lint format bench serve-multi wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,33 @@ demo: $(VENV)/.demo-installed .demo-secret
 	echo "    webhook secret $$DIDIT_WEBHOOK_SECRET" && \
 	echo "" && \
 	exec $(BIN)/daphne -b 127.0.0.1 -p $(PORT) project.asgi:application
+
+# The demo over https and wss on PORT_TLS, with daphne's own TLS endpoint and a
+# self-signed certificate made on first run into demo-tls/ (git-ignored).
+# DJANGO_TLS=1: secure cookies, SSL redirect; SSL_CERT_FILE lets the server's
+# own HTTPS client (Simulate Didit) trust the certificate (docs/readme/tls-and-openapi.md).
+PORT_TLS ?= 8443
+TLS_DIR := demo-tls
+demo-tls: $(VENV)/.demo-installed .demo-secret
+	@export $(DEMO_ENV) DJANGO_TLS=1 SSL_CERT_FILE="$(CURDIR)/$(TLS_DIR)/trust.pem" \
+	  DIDIT_WEBHOOK_SECRET="$${DIDIT_WEBHOOK_SECRET:-$$(cat .demo-secret)}"; \
+	$(BIN)/python scripts/make_dev_cert.py --dir $(TLS_DIR) && \
+	$(BIN)/python manage.py migrate --noinput && \
+	$(BIN)/python manage.py didit_seed_demo && \
+	echo "" && \
+	echo "  didit_channels demo on https://127.0.0.1:$(PORT_TLS)/ (TLS)" && \
+	echo "    home           https://127.0.0.1:$(PORT_TLS)/" && \
+	echo "    status page    https://127.0.0.1:$(PORT_TLS)/didit/status/   (alice/alice, bob/bob)" && \
+	echo "    admin          https://127.0.0.1:$(PORT_TLS)/admin/          (admin/admin)" && \
+	echo "    webhook        https://127.0.0.1:$(PORT_TLS)/didit/webhook/" && \
+	echo "    socket         wss://127.0.0.1:$(PORT_TLS)/ws/didit/" && \
+	echo "    API schema     https://127.0.0.1:$(PORT_TLS)/didit/api/schema/" && \
+	echo "    certificate    $(TLS_DIR)/cert.pem  (self-signed: accept it in the browser, or" && \
+	echo "                   curl --cacert $(TLS_DIR)/cert.pem https://127.0.0.1:$(PORT_TLS)/)" && \
+	echo "    webhook secret $$DIDIT_WEBHOOK_SECRET" && \
+	echo "" && \
+	exec $(BIN)/daphne -e "ssl:$(PORT_TLS):privateKey=$(TLS_DIR)/key.pem:certKey=$(TLS_DIR)/cert.pem:interface=127.0.0.1" \
+	  project.asgi:application
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -13,6 +13,8 @@
 | DJANGO_DEBUG           | 0                                         |
 | DJANGO_ALLOWED_HOSTS   | 127.0.0.1,localhost                       |
 | PORT                   | 8000 (read by the Makefile)               |
+| DJANGO_TLS             | 0 (`make demo-tls` sets 1: served over    |
+|                        | HTTPS; secure cookies, SSL redirect)      |
 
 The DIDIT_* variables are read by didit_channels itself (its settings fall
 back to them), so they do not appear below.
@@ -47,6 +49,15 @@ ALLOWED_HOSTS = [
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
     if host.strip()
 ]
+
+# Served over HTTPS (`make demo-tls`: daphne's own TLS endpoint): cookies never
+# travel over plain HTTP and a plain request is redirected (check
+# didit_channels.W004). No HSTS: it ignores ports, so on localhost it would
+# also force the plain `make demo` on port 8000 onto https.
+if env_flag("DJANGO_TLS"):
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
 
 INSTALLED_APPS = [
     "daphne",
