@@ -100,3 +100,41 @@ def check_encryption_keys_valid(app_configs=None, **kwargs):
                 )
             ]
     return []
+
+
+@register(Tags.security)
+def check_secure_transport(app_configs=None, **kwargs):
+    """W004: with DEBUG off, the cookies and the page must not travel over plain HTTP.
+
+    Cookies: the session cookie mints socket tickets and reads decisions, so one
+    plain-HTTP request (a typed http:// URL, an injected link) must not leak it.
+    Page: a page served over http:// opens ws:// and sends its ticket in the
+    clear; SECURE_SSL_REDIRECT or HSTS keeps browsers on https. Either counts,
+    as a TLS-terminating proxy often does one of them for the site.
+    """
+    if settings.DEBUG:
+        return []
+    missing = [
+        name
+        for name in ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+        if not getattr(settings, name, False)
+    ]
+    if not getattr(settings, "SECURE_SSL_REDIRECT", False) and not getattr(
+        settings, "SECURE_HSTS_SECONDS", 0
+    ):
+        missing.append("SECURE_SSL_REDIRECT or SECURE_HSTS_SECONDS")
+    if not missing:
+        return []
+    return [
+        Warning(
+            "DEBUG is off but HTTPS is not enforced: "
+            + ", ".join(missing)
+            + " not set. Session cookies, socket tickets and identity decisions could "
+            "travel over plain HTTP.",
+            hint="Serve the site over HTTPS and set SESSION_COOKIE_SECURE = True, "
+            "CSRF_COOKIE_SECURE = True and SECURE_SSL_REDIRECT = True or "
+            "SECURE_HSTS_SECONDS (behind a TLS-terminating proxy, also "
+            "SECURE_PROXY_SSL_HEADER). The demo site does this with DJANGO_TLS=1.",
+            id="didit_channels.W004",
+        )
+    ]
