@@ -59,6 +59,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _clear_cache():
+    """DRF throttles count in the cache by user pk, and pks repeat across tests."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def didit_test_settings(settings):
     settings.DIDIT_CHANNELS = {
         "WEBHOOK_SECRETS": [WEBHOOK_SECRET],
@@ -122,11 +132,21 @@ def superuser(db, django_user_model):
 
 @pytest.fixture
 def verification_admin(db, django_user_model):
-    """A plain user in the "Verification admins" group created by migration 0002."""
-    from django.contrib.auth.models import Group
+    """A plain user in the "Verification admins" group created by migration 0002.
 
+    get_or_create: a ``transaction=True`` test flushes the tables afterwards,
+    taking the migration's group with it.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="Verification admins")
+    group.permissions.add(
+        Permission.objects.get(
+            content_type__app_label="didit_channels", codename="view_all_sessions"
+        )
+    )
     user = _make_user(django_user_model, "desk")
-    user.groups.add(Group.objects.get(name="Verification admins"))
+    user.groups.add(group)
     return user
 
 
