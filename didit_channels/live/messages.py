@@ -14,6 +14,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def json_pk(value: Any) -> Any:
+    """A primary key as JSON and msgpack can carry it: ints stay ints, UUIDs etc. become strings."""
+    if value is None or isinstance(value, int | str):
+        return value
+    return str(value)
+
+
 def status_frame(event) -> dict[str, Any]:
     """A ``status`` frame for a StatusEvent (``session`` must be loaded or cached)."""
     return {
@@ -24,7 +31,7 @@ def status_frame(event) -> dict[str, Any]:
         "previous_status": event.previous_status,
         "webhook_type": event.webhook_type,
         "occurred_at": _iso(event.occurred_at),
-        "user": event.user_id,
+        "user": json_pk(event.user_id),
     }
 
 
@@ -37,7 +44,7 @@ def snapshot_entry(session) -> dict[str, Any]:
 
 
 def hello_frame(user_pk: Any, audiences: list[str], cursor: int) -> dict[str, Any]:
-    return {"type": "hello", "user": user_pk, "audiences": audiences, "cursor": cursor}
+    return {"type": "hello", "user": json_pk(user_pk), "audiences": audiences, "cursor": cursor}
 
 
 def error_frame(code: str, detail: str) -> dict[str, Any]:
