@@ -40,10 +40,10 @@ __all__ = [
 
 
 class ErrorSerializer(serializers.Serializer):
-    """Every error body of the API: a human-readable ``detail``, often a ``code``.
+    """Every error body of the API: a human-readable `detail`, often a `code`.
 
-    DRF's own errors (401, 403, 404, 429) carry ``detail``; an invalid JWT adds
-    ``code`` and ``messages``; the app's 502/503 carry ``code`` and ``detail``.
+    DRF's own errors (401, 403, 404, 429) carry `detail`; an invalid JWT adds
+    `code` and `messages`; the app's 502/503 carry `code` and `detail`.
     """
 
     detail = serializers.CharField()
