@@ -1,11 +1,14 @@
-"""WebSocket routing. In your ASGI application::
+"""ASGI routing. In your ASGI application::
 
-    from didit_channels.routing import websocket_application
+    from didit_channels.routing import http_application, websocket_application
 
     application = ProtocolTypeRouter({
-        "http": get_asgi_application(),
+        "http": http_application(get_asgi_application()),
         "websocket": websocket_application(),
     })
+
+``http_application`` is optional: it serves the webhook ahead of Django's
+middleware stack (see ``webhooks.asgi``); without it the Django view answers.
 
 or, to mount the socket beside your own consumers, wrap
 ``didit_channels.routing.websocket_urlpatterns`` with
@@ -20,6 +23,7 @@ from django.urls import path
 
 from .live.consumers import StatusConsumer
 from .live.origin import OriginValidator
+from .webhooks.asgi import WebhookFastPath
 
 # Where the ticket API tells clients to connect (CONTRACT.md).
 SOCKET_PATH = "/ws/didit/"
@@ -32,3 +36,8 @@ websocket_urlpatterns = [
 def websocket_application() -> Any:
     """The socket routes behind the app's origin check (CONTRACT: 403 before accept)."""
     return OriginValidator(URLRouter(websocket_urlpatterns))
+
+
+def http_application(django_http_application: Any) -> Any:
+    """The site's HTTP application with the webhook served on the fast path."""
+    return WebhookFastPath(django_http_application)

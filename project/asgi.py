@@ -1,4 +1,5 @@
-"""ASGI entry point of the demo site: HTTP through Django, WebSockets through didit_channels."""
+"""ASGI entry point of the demo site: HTTP through Django (the webhook on the app's
+fast path ahead of it), WebSockets through didit_channels."""
 
 import os
 
@@ -11,7 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from didit_channels.routing import websocket_application  # noqa: E402
+from didit_channels.routing import http_application, websocket_application  # noqa: E402
 
 http_app = django_asgi_app
 if settings.DEBUG:
@@ -22,7 +23,7 @@ if settings.DEBUG:
 
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
+        "http": http_application(http_app),
         "websocket": websocket_application(),
     }
 )
