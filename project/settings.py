@@ -120,6 +120,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so tests exercise the same locking as the demo;
     # one per test process, so parallel runs do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection pool (psycopg_pool): measured in bench/, opening a
+    # connection per request cost more than the webhook's own queries, and a
+    # burst of handshakes or webhooks ran PostgreSQL out of connections
+    # ("too many clients already"). Django's persistent connections
+    # (CONN_MAX_AGE) are not meant for ASGI; the pool is.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
