@@ -86,7 +86,9 @@ def derive_dedupe_key(
 
 
 def _lock_session(change: StatusChange) -> tuple[VerificationSession, bool]:
-    queryset = VerificationSession.objects.select_for_update()
+    # The decision is not read here: decrypting it on every change would be
+    # wasted work (assigning a new one still saves it).
+    queryset = VerificationSession.objects.select_for_update().defer("decision")
     session = queryset.filter(session_id=change.session_id).first()
     if session is not None:
         return session, False
@@ -105,15 +107,18 @@ def _lock_session(change: StatusChange) -> tuple[VerificationSession, bool]:
 
 
 def _already_seen(change: StatusChange, delivery: WebhookDelivery | None) -> bool:
-    if StatusEvent.objects.filter(dedupe_key=change.dedupe_key).exists():
-        return True
+    """Applied before (a history row) or recorded as stale before (a delivery).
+
+    One statement for both: this runs on every webhook, under the row lock.
+    """
+    applied = StatusEvent.objects.filter(dedupe_key=change.dedupe_key).values("pk")
     earlier = WebhookDelivery.objects.filter(
         dedupe_key=change.dedupe_key,
         outcome__in=[DeliveryOutcome.ACCEPTED, DeliveryOutcome.STALE],
     )
     if delivery is not None:
         earlier = earlier.exclude(pk=delivery.pk)
-    return earlier.exists()
+    return applied.union(earlier.values("pk"), all=True).exists()
 
 
 def _take_event_order_lock() -> None:

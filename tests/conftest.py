@@ -58,6 +58,23 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """Close PostgreSQL pools before the test database is dropped.
+
+    Worker threads (the webhook fast path, the socket's database calls) hand
+    their connections back to the pool, which keeps them open; PostgreSQL
+    refuses to drop a database that has open sessions.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for wrapper in connections.all():
+            if getattr(wrapper, "pool", None) is not None:
+                wrapper.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """DRF throttles count in the cache by user pk, and pks repeat across tests."""
