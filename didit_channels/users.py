@@ -24,7 +24,8 @@ def resolve_user_from_vendor_data(payload: dict[str, Any]):
     user_model = get_user_model()
     try:
         pk = user_model._meta.pk.to_python(str(vendor_data).strip())
-        return user_model._default_manager.filter(pk=pk).first()
+        # Only the key is needed to assign the session; skip loading the row.
+        return user_model._default_manager.filter(pk=pk).only("pk").first()
     except (ValidationError, ValueError, TypeError, OverflowError):
         return None
 

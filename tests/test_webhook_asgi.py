@@ -97,3 +97,30 @@ async def test_the_fast_path_follows_the_mount_prefix():
     assert fast.matches({"type": "http", "path": "/site/didit/webhook/", "root_path": "/site"})
     assert not fast.matches({"type": "http", "path": "/didit/webhook/x"})
     assert not fast.matches({"type": "websocket", "path": "/didit/webhook/"})
+
+
+async def test_an_accepted_webhook_is_published_to_owner_and_admins_and_a_forged_one_is_not(
+    alice, memory_layer
+):
+    from channels.layers import get_channel_layer
+
+    from didit_channels.live.groups import admin_group, user_group
+
+    layer = get_channel_layer()
+    admins, owner = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add(admin_group(), admins)
+    await layer.group_add(user_group(alice.pk), owner)
+
+    forged, headers = signed_webhook(status_payload("fast-6", "Declined"), "wrong")
+    assert (await call("POST", "/didit/webhook/", forged, headers))[0] == 401
+    status, _, _ = await post_signed(
+        status_payload("fast-6", "Approved", vendor_data=str(alice.pk))
+    )
+    assert status == 200
+    for channel in (admins, owner):
+        message = await layer.receive(channel)
+        assert message["type"] == "didit.status"
+        assert message["frame"]["session_id"] == "fast-6"
+        assert message["frame"]["status"] == "Approved"
+    # Nothing else (the forged request) was published.
+    assert layer.channels.get(admins) is None or layer.channels[admins].qsize() == 0

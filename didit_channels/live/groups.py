@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -65,8 +68,34 @@ async def apublish_status(frame: dict[str, Any], prev_id: int | None) -> None:
             )
 
 
+_deferred: ContextVar[list[tuple[dict[str, Any], int | None]] | None] = ContextVar(
+    "didit_deferred_publications", default=None
+)
+
+
 def publish_status(frame: dict[str, Any], prev_id: int | None) -> None:
+    pending = _deferred.get()
+    if pending is not None:
+        pending.append((frame, prev_id))
+        return
     async_to_sync(apublish_status)(frame, prev_id)
+
+
+@contextmanager
+def deferred_publications() -> Iterator[list[tuple[dict[str, Any], int | None]]]:
+    """Collect what ``publish_status`` would send, for the caller to ``apublish_status``.
+
+    For sync code called from an event loop (the webhook fast path): the
+    caller publishes from the loop itself afterwards, instead of each commit
+    hook blocking its worker thread on a hop back to the loop. Only what was
+    committed is collected (``publish_status`` runs from ``on_commit``).
+    """
+    pending: list[tuple[dict[str, Any], int | None]] = []
+    token = _deferred.set(pending)
+    try:
+        yield pending
+    finally:
+        _deferred.reset(token)
 
 
 async def asend_revoke_check(user_pk: Any) -> None:

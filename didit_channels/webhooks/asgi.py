@@ -35,6 +35,7 @@ from django.http.request import HttpHeaders
 from django.urls import NoReverseMatch, reverse
 
 from ..conf import didit_settings
+from ..live.groups import apublish_status, deferred_publications
 from . import intake
 
 logger = logging.getLogger("didit_channels.webhooks")
@@ -74,15 +75,19 @@ async def _read_limited(receive: Any, limit: int) -> tuple[bytes | None, int] | 
     return b"".join(chunks), kept
 
 
-def _receive_in_worker(incoming: intake.Incoming) -> tuple[int, dict[str, Any]]:
+Publication = tuple[dict[str, Any], "int | None"]
+
+
+def _receive_in_worker(incoming: intake.Incoming) -> tuple[int, dict[str, Any], list[Publication]]:
     # What Django's request_started/request_finished would do around a view.
     close_old_connections()
     try:
-        result = intake.receive(incoming)
-        return result.status, result.as_json()
+        with deferred_publications() as committed:
+            result = intake.receive(incoming)
+        return result.status, result.as_json(), committed
     except DatabaseError:
         logger.exception("Webhook could not be recorded: database unavailable; answering 500.")
-        return 500, {"outcome": "error"}
+        return 500, {"outcome": "error"}, []
     finally:
         close_old_connections()
 
@@ -122,7 +127,13 @@ async def webhook_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> No
     )
     # Not thread-sensitive: each webhook is self-contained, and a burst must
     # not queue behind the one thread Django's sync views share.
-    status, payload = await sync_to_async(_receive_in_worker, thread_sensitive=False)(incoming)
+    status, payload, committed = await sync_to_async(_receive_in_worker, thread_sensitive=False)(
+        incoming
+    )
+    # Published from the loop, after commit, before answering: Didit's 200
+    # means the change is stored and on its way.
+    for frame, prev_id in committed:
+        await apublish_status(frame, prev_id)
     await _answer(send, status, payload)
 
 
