@@ -85,25 +85,52 @@ def derive_dedupe_key(
     return "digest:" + hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def _lock_session(change: StatusChange) -> tuple[VerificationSession, bool]:
+def _locked_session(session_id: str) -> VerificationSession | None:
     # The decision is not read here: decrypting it on every change would be
     # wasted work (assigning a new one still saves it).
-    queryset = VerificationSession.objects.select_for_update().defer("decision")
-    session = queryset.filter(session_id=change.session_id).first()
-    if session is not None:
-        return session, False
+    return (
+        VerificationSession.objects.select_for_update()
+        .defer("decision")
+        .filter(session_id=session_id)
+        .first()
+    )
+
+
+def _take_change(session: VerificationSession, change: StatusChange) -> None:
+    """Copy what ``change`` says onto ``session`` (not saved)."""
+    from .users import resolve_user
+
+    if change.user is not None:
+        session.user = change.user
+    elif session.user_id is None and change.payload:
+        session.user = resolve_user(change.payload)
+    session.status = change.status
+    session.last_event_at = change.occurred_at
+    if change.workflow_id:
+        session.workflow_id = change.workflow_id
+    if change.vendor_data:
+        session.vendor_data = change.vendor_data
+    if change.url:
+        session.url = change.url
+    if change.decision is not None:
+        session.decision = change.decision
+        session.decision_updated_at = timezone.now()
+
+
+def _create_session(change: StatusChange) -> VerificationSession | None:
+    """Insert the session already carrying the change; None if another transaction won.
+
+    A session that did not exist cannot have seen this change before (its
+    history would exist), so the new one is written once, complete.
+    """
+    session = VerificationSession(session_id=change.session_id)
+    _take_change(session, change)
     try:
         with transaction.atomic():
-            session = VerificationSession.objects.create(
-                session_id=change.session_id,
-                status=change.status,
-                workflow_id=change.workflow_id or "",
-                vendor_data=change.vendor_data or "",
-            )
-        return session, True
+            session.save(force_insert=True)
     except IntegrityError:
-        # Another transaction created it first; wait for it and lock it.
-        return queryset.get(session_id=change.session_id), False
+        return None
+    return session
 
 
 def _already_seen(change: StatusChange, delivery: WebhookDelivery | None) -> bool:
@@ -189,34 +216,25 @@ def apply_status_change(
     ``delivery``, when given, gets its outcome in the same transaction, so a
     concurrent copy of the same delivery sees it as soon as it may proceed.
     """
-    from .users import resolve_user
-
     with transaction.atomic():
-        session, created = _lock_session(change)
-        if _already_seen(change, delivery):
-            _finish_delivery(delivery, DeliveryOutcome.DUPLICATE, change)
-            return Applied(ApplyResult.DUPLICATE, session)
-        if session.last_event_at is not None and change.occurred_at < session.last_event_at:
-            _finish_delivery(delivery, DeliveryOutcome.STALE, change)
-            return Applied(ApplyResult.STALE, session)
-
-        previous_status = None if created else session.status
-        if change.user is not None:
-            session.user = change.user
-        elif session.user_id is None and change.payload:
-            session.user = resolve_user(change.payload)
-        session.status = change.status
-        session.last_event_at = change.occurred_at
-        if change.workflow_id:
-            session.workflow_id = change.workflow_id
-        if change.vendor_data:
-            session.vendor_data = change.vendor_data
-        if change.url:
-            session.url = change.url
-        if change.decision is not None:
-            session.decision = change.decision
-            session.decision_updated_at = timezone.now()
-        session.save()
+        session = _locked_session(change.session_id)
+        created = None
+        if session is None:
+            created = _create_session(change)
+            # None: created concurrently; wait for that transaction and lock the row.
+            session = created or _locked_session(change.session_id)
+        if created is not None:
+            previous_status = None
+        else:
+            if _already_seen(change, delivery):
+                _finish_delivery(delivery, DeliveryOutcome.DUPLICATE, change)
+                return Applied(ApplyResult.DUPLICATE, session)
+            if session.last_event_at is not None and change.occurred_at < session.last_event_at:
+                _finish_delivery(delivery, DeliveryOutcome.STALE, change)
+                return Applied(ApplyResult.STALE, session)
+            previous_status = session.status
+            _take_change(session, change)
+            session.save()
         _finish_delivery(delivery, DeliveryOutcome.ACCEPTED, change)
 
         event, prev_id = record_event(
