@@ -57,6 +57,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SOCKETS_PER_USER": 10,
     "MAX_CONNECTION_AGE_SECONDS": 3600,
     "MAX_CLIENT_FRAME_BYTES": 4096,
+    # Bytes the server may hold for a client that is not reading (beyond the
+    # kernel's buffers); past it the socket is closed (1013) rather than the
+    # process's memory growing with every push (live/transport.py).
+    "MAX_SOCKET_BACKLOG_BYTES": MIB,
     "ADMIN_SNAPSHOT_LIMIT": 100,
     # Origins allowed to open sockets ("https://example.com"). None derives them
     # from ALLOWED_HOSTS, where "*" never counts as allowing every origin.

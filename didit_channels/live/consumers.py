@@ -46,6 +46,7 @@ from .access import ADMIN, USER, Access, read_access
 from .groups import admin_group, user_group
 from .messages import error_frame, hello_frame
 from .registry import RENEW_SECONDS, SocketRegistry, registry_for
+from .transport import send_close_frame, unsent_bytes_probe
 
 logger = logging.getLogger("didit_channels.live")
 
@@ -55,9 +56,14 @@ TICKET_SUBPROTOCOL_PREFIX = "ticket."
 CLOSE_GOING_AWAY = 1001  # connection lifetime reached: reconnect with a new ticket
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_ERROR = 1011
+CLOSE_NOT_READING = 1013  # try again later: the client fell behind MAX_SOCKET_BACKLOG_BYTES
 CLOSE_BAD_TICKET = 4001
 CLOSE_NO_ACCESS = 4003
 CLOSE_TOO_MANY_SOCKETS = 4008
+
+# How long a history replay waits for a client to read what it was sent.
+DRAIN_SECONDS = 10.0
+DRAIN_POLL_SECONDS = 0.05
 
 
 def ticket_from_scope(scope: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -120,6 +126,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._joined: list[str] = []
         self._claimed = False
         self._lifetime_task: asyncio.Task | None = None
+        self._unsent: Any = None  # live/transport.py: None when the server cannot tell
 
     # --- handshake ------------------------------------------------------
 
@@ -165,6 +172,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             return
 
         await self.accept(subprotocol)
+        self._unsent = unsent_bytes_probe(self.base_send)
         self._lifetime_task = asyncio.create_task(self._lifetime())
         await self._start_stream()
 
@@ -180,7 +188,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
     async def _refuse(self, code: int, subprotocol: str | None) -> None:
         self.closed = True
         await self.accept(subprotocol)
-        await self.close(code)
+        await self._send_close(code)
 
     async def _start_stream(self) -> None:
         try:
@@ -285,8 +293,39 @@ class StatusConsumer(AsyncWebsocketConsumer):
     # --- sending and closing ---------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:
-        if not self.closed:
-            await self.send(text_data=json.dumps(frame, default=str))
+        if self.closed:
+            return
+        await self.send(text_data=json.dumps(frame, default=str))
+        # The server queues whatever the client does not read; past the bound
+        # the socket goes (the client resumes on reconnect), not the memory.
+        if self._unsent is not None:
+            backlog = self._unsent()
+            if backlog > didit_settings.MAX_SOCKET_BACKLOG_BYTES:
+                logger.warning(
+                    "Closing a socket of user %s: the client is not reading (%d bytes waiting).",
+                    self.user_pk,
+                    backlog,
+                )
+                await self._close(CLOSE_NOT_READING)
+
+    async def _drain(self) -> None:
+        """Let a replay go at the client's pace: wait while the backlog is over half the bound.
+
+        A client that does not bring it down within ``DRAIN_SECONDS`` is not
+        reading, and its socket is closed.
+        """
+        if self._unsent is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        while not self.closed and self._unsent() > didit_settings.MAX_SOCKET_BACKLOG_BYTES // 2:
+            if loop.time() >= deadline:
+                logger.warning(
+                    "Closing a socket of user %s: the client is not reading.", self.user_pk
+                )
+                await self._close(CLOSE_NOT_READING)
+                return
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     async def _error(self, code: str, detail: str) -> None:
         # The frame itself is not logged: it is the client's, and may hold anything.
@@ -294,7 +333,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
         await self._send(error_frame(code, detail))
 
     async def _send_history(self, after: int, upto: int) -> None:
-        while after < upto:
+        while after < upto and not self.closed:
+            await self._drain()
             batch = await _db(stream.history_batch)(self.user_pk, self.admin, after, upto)
             for frame in batch:
                 await self._send(frame)
@@ -328,8 +368,20 @@ class StatusConsumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         self.closed = True
+        try:
+            await self._send_close(code, reason)
+        finally:
+            # Even if the server failed to close it: the slot and groups must go.
+            await self._leave()
+
+    async def _send_close(self, code: int, reason: str | None = None) -> None:
+        # daphne refuses ASGI close codes other than 1000 and 3000-4999 (it
+        # raises instead of closing): 1001, 1009, 1011 and 1013 go straight to
+        # its WebSocket protocol (live/transport.py).
+        if code != 1000 and not 3000 <= code <= 4999:
+            if send_close_frame(self.base_send, code, reason):
+                return
         await self.close(code, reason=reason)
-        await self._leave()
 
     async def _leave(self) -> None:
         """Leave groups, free the slot, stop the timer. Idempotent; never raises."""
