@@ -34,7 +34,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from didit_channels.testing import signed_webhook, status_payload
-from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET
+from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, service_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -182,7 +182,7 @@ def test_tickets_delivery_and_revocation_work_across_processes(server_env, alice
 
 def test_nginx_spreads_sockets_over_processes_and_delivers_through_one_address(server_env, alice):
     if serve_multi.find_nginx() is None:
-        pytest.skip(serve_multi.INSTALL_HINT)
+        service_unavailable(serve_multi.INSTALL_HINT)
     with serve_multi.cluster(2, env=server_env, quiet=True) as cluster:
 
         async def scenario() -> None:
