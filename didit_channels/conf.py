@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     # kernel's buffers); past it the socket is closed (1013) rather than the
     # process's memory growing with every push (live/transport.py).
     "MAX_SOCKET_BACKLOG_BYTES": MIB,
+    # Each server process checks the history this often for events a socket was
+    # not pushed (a Redis restart, a crash between commit and publish) and
+    # sends them (live/catchup.py); 0 turns the check off.
+    "CATCH_UP_SECONDS": 5,
     "ADMIN_SNAPSHOT_LIMIT": 100,
     # Origins allowed to open sockets ("https://example.com"). None derives them
     # from ALLOWED_HOSTS, where "*" never counts as allowing every origin.

@@ -553,6 +553,14 @@ class LiveClient:
             return self.ws.close_code
         return got
 
+    async def until_closed(self, timeout: float = 10) -> int | None:
+        """Read (and note) frames until the connection ends; its close code (1006: dropped)."""
+        try:
+            while True:
+                self._note(json.loads(await asyncio.wait_for(self.ws.recv(), timeout)))
+        except ConnectionClosed:
+            return self.ws.close_code
+
     async def close(self) -> None:
         if self.ws is not None:
             await self.ws.close()

@@ -41,7 +41,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import close_old_connections
 
 from ..conf import didit_settings
-from . import stream, tickets
+from . import catchup, stream, tickets
 from .access import ADMIN, USER, Access, read_access
 from .groups import admin_group, user_group
 from .messages import error_frame, hello_frame
@@ -127,6 +127,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._claimed = False
         self._lifetime_task: asyncio.Task | None = None
         self._unsent: Any = None  # live/transport.py: None when the server cannot tell
+        self._watch: catchup.Watch | None = None
 
     # --- handshake ------------------------------------------------------
 
@@ -175,6 +176,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._unsent = unsent_bytes_probe(self.base_send)
         self._lifetime_task = asyncio.create_task(self._lifetime())
         await self._start_stream()
+        if not self.closed:
+            self._watch = catchup.watch()
+            if self._watch is not None:
+                self._watch.add(self)
 
     def _registry(self) -> SocketRegistry:
         return registry_for(self.channel_layer, self.channel_layer_alias)
@@ -275,6 +280,21 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_SERVER_ERROR)
             return
         self.cursor = max(self.cursor, frame_id)
+
+    async def didit_catch_up(self, message: dict[str, Any]) -> None:
+        """Events up to ``upto`` that the history holds and no push brought (live/catchup.py)."""
+        if self.closed:
+            return
+        upto = message.get("upto")
+        if not isinstance(upto, int) or upto <= self.cursor:
+            return
+        try:
+            await self._send_history(self.cursor, upto)
+        except Exception:
+            logger.exception("Could not catch up user %s from history.", self.user_pk)
+            await self._close(CLOSE_SERVER_ERROR)
+            return
+        self.cursor = max(self.cursor, upto)
 
     async def didit_revoke_check(self, message: dict[str, Any]) -> None:
         if self.closed:
@@ -385,6 +405,9 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     async def _leave(self) -> None:
         """Leave groups, free the slot, stop the timer. Idempotent; never raises."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.discard(self)
         task, self._lifetime_task = self._lifetime_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
