@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import close_old_connections
 
@@ -128,6 +129,18 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._lifetime_task: asyncio.Task | None = None
         self._unsent: Any = None  # live/transport.py: None when the server cannot tell
         self._watch: catchup.Watch | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first awaits aclose_old_connections(), a hop
+        # to the one thread-sensitive worker thread, before *every* handler,
+        # layer messages included: one change fanned out to 1,000 sockets
+        # queued 1,000 hops (bench: fan-out 1.20x -> 0.72x the bare baseline
+        # without it). Every database call here already goes through _db,
+        # which closes old connections around itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- handshake ------------------------------------------------------
 
