@@ -15,24 +15,20 @@ without it, a failure under DIDIT_TEST_REQUIRE_SERVICES=1.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from django.db import connection
 
 from didit_channels.models import StatusEvent
 from didit_channels.testing import signed_webhook, status_payload
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, service_unavailable
+from tests.servers import daphne, subprocess_database_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,72 +48,6 @@ WAIT_MS = 20_000
 
 
 # --- the server ------------------------------------------------------------------------------
-
-
-def test_database_url() -> str:
-    """DATABASE_URL of the test database this process uses (the server must share it)."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path=f"/{settings['NAME']}"))
-
-
-test_database_url.__test__ = False  # a helper, not a test
-
-
-@contextlib.contextmanager
-def daphne(database_url: str):
-    """daphne on a port the kernel picked; the bound socket is handed over with --fd (no race)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    env = {
-        **os.environ,
-        "DJANGO_DEBUG": "1",
-        "DATABASE_URL": database_url,
-        "DIDIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "DIDIT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # No Didit account: "Start verification" gets the API's 503 and shows its message.
-        "DIDIT_API_KEY": "",
-        "DIDIT_WORKFLOW_ID": "",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the server is truly async
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    log_path = OUTPUT / "daphne.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "--fd", str(listener.fileno())]
-            + ["project.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),),
-        )
-    listener.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class CuttableLine:
@@ -192,8 +122,18 @@ class CuttableLine:
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
-        database_url = test_database_url()
-    with daphne(database_url) as url:
+        database_url = subprocess_database_url()
+    env = {
+        "DJANGO_DEBUG": "1",
+        "DATABASE_URL": database_url,
+        "DIDIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "DIDIT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # No Didit account: "Start verification" gets the API's 503 and shows its message.
+        "DIDIT_API_KEY": "",
+        "DIDIT_WORKFLOW_ID": "",
+    }
+    with daphne(env, log_path=OUTPUT / "daphne.log") as url:
         yield url
 
 

@@ -16,41 +16,22 @@ import importlib.util
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
-from django.db import connection
-from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from didit_channels.testing import signed_webhook, status_payload
+from tests.servers import daphne, fetch_ticket, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-
-def test_database_url() -> str:
-    """The test database as a URL another process can open."""
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{connection.settings_dict['NAME']}"
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 def site_channel_layers(env: dict[str, str]) -> dict:
@@ -60,69 +41,6 @@ def site_channel_layers(env: dict[str, str]) -> dict:
     with mock.patch.dict(os.environ, env):
         spec.loader.exec_module(module)
     return module.CHANNEL_LAYERS
-
-
-@contextlib.contextmanager
-def daphne(env: dict[str, str]) -> Iterator[str]:
-    """A daphne process serving the demo site on a free port; yields its base URL.
-
-    The listening socket is bound here and handed over (``--fd``), so no port
-    is raced for.
-    """
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    log = tempfile.NamedTemporaryFile(prefix="didit-daphne-", suffix=".log", delete=False)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "--fd",
-            str(listener.fileno()),
-            "project.asgi:application",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        pass_fds=(listener.fileno(),),
-    )
-    listener.close()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, Path(log.name).read_text()[-3000:]
-            assert time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
-            try:
-                # 401 proves Django is loaded and routing.
-                if httpx.post(f"{base}/didit/api/tickets/", timeout=2).status_code == 401:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
-        os.unlink(log.name)
-
-
-def fetch_ticket(base: str, user) -> str:
-    response = httpx.post(
-        f"{base}/didit/api/tickets/",
-        headers={"Authorization": f"Bearer {AccessToken.for_user(user)}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["ticket"]
 
 
 def ws_url(base: str, ticket: str) -> str:
@@ -170,7 +88,7 @@ def test_two_server_processes_act_as_one_site(
 ):
     alice, bob = make_user("alice"), make_user("bob")
     env = {
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": redis_url,
         "DJANGO_DEBUG": "1",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # JWTs minted here verify there

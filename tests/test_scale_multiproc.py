@@ -23,18 +23,16 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
-from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from didit_channels.testing import signed_webhook, status_payload
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, service_unavailable
+from tests.servers import fetch_ticket, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -51,18 +49,10 @@ def _load_serve_multi():
 serve_multi = _load_serve_multi()
 
 
-def database_url() -> str:
-    """The test database, as a URL the server processes can open."""
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{connection.settings_dict['NAME']}"
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
-
-
 @pytest.fixture
 def server_env(redis_url) -> dict[str, str]:
     env = {
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": redis_url,
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # the JWTs minted here must verify there
@@ -71,16 +61,6 @@ def server_env(redis_url) -> dict[str, str]:
         "DIDIT_ENCRYPTION_KEYS": ENCRYPTION_KEY,
     }
     return env
-
-
-def ticket(base_url: str, user) -> str:
-    response = httpx.post(
-        f"{base_url}/didit/api/tickets/",
-        headers={"Authorization": f"Bearer {AccessToken.for_user(user)}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["ticket"]
 
 
 def post_webhook(base_url: str, owner, session_id: str, status: str = "Approved") -> None:
@@ -144,7 +124,7 @@ def test_tickets_delivery_and_revocation_work_across_processes(server_env, alice
 
         async def scenario() -> None:
             # A ticket from process A opens a socket on B, once only.
-            alice_ticket = ticket(a, alice)
+            alice_ticket = fetch_ticket(a, alice)
             alice_on_b = await open_socket(b, alice_ticket)
             reused = await connect(
                 a.replace("http://", "ws://") + f"/ws/didit/?ticket={alice_ticket}",
@@ -153,8 +133,8 @@ def test_tickets_delivery_and_revocation_work_across_processes(server_env, alice
             )
             assert await close_code(reused) == 4001
 
-            alice_on_c = await open_socket(c, ticket(b, alice))
-            admin_on_a = await open_socket(a, ticket(c, superuser))
+            alice_on_c = await open_socket(c, fetch_ticket(b, alice))
+            admin_on_a = await open_socket(a, fetch_ticket(c, superuser))
 
             # A webhook taken by A reaches the sockets on B and C, and the admin on A.
             session_id = f"multi-{uuid.uuid4().hex[:8]}"
@@ -186,7 +166,8 @@ def test_nginx_spreads_sockets_over_processes_and_delivers_through_one_address(s
     with serve_multi.cluster(2, env=server_env, quiet=True) as cluster:
 
         async def scenario() -> None:
-            sockets = [await open_socket(cluster.url, ticket(cluster.url, alice)) for _ in range(4)]
+            tickets = [fetch_ticket(cluster.url, alice) for _ in range(4)]
+            sockets = [await open_socket(cluster.url, value) for value in tickets]
             session_id = f"nginx-{uuid.uuid4().hex[:8]}"
             post_webhook(cluster.url, alice, session_id, "In Review")
             frames = await asyncio.gather(*(next_status(ws, session_id) for ws in sockets))

@@ -26,16 +26,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 from cryptography import x509
-from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET
+from tests.servers import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "make_dev_cert.py"
@@ -74,14 +73,6 @@ def test_the_certificate_is_made_on_first_run_and_kept_after(tmp_path):
     # The server's own client trusts the public roots and the demo certificate.
     trust = (directory / "trust.pem").read_bytes()
     assert trust.endswith(first) and trust.count(b"BEGIN CERTIFICATE") > 1
-
-
-def database_url_for_subprocess() -> str:
-    """The test database as a URL the server process can open."""
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{connection.settings_dict['NAME']}"
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
 @contextlib.contextmanager
@@ -151,7 +142,7 @@ def test_https_and_wss_verified_against_the_generated_certificate(
     trusted = ssl.create_default_context(cafile=str(tls_dir / "cert.pem"))
     env = {
         **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},  # the demo's own layer
-        "DATABASE_URL": database_url_for_subprocess(),
+        "DATABASE_URL": subprocess_database_url(),
         "DJANGO_DEBUG": "1",  # Simulate Didit is a DEBUG-only control
         "DJANGO_TLS": "1",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # JWTs minted here verify there
