@@ -12,8 +12,8 @@
 * ``raw_websocket``: a WebSocket handshake on a plain socket, for a client
   that stops reading.
 
-``tests/test_multiprocess.py`` has a ``daphne()`` context manager too; it
-cannot kill or restart its process or take extra arguments, hence this one.
+``tests/servers.py`` has a ``daphne()`` context manager too; it cannot kill
+or restart its process or pass daphne arguments, hence ``DaphneProcess``.
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ from pathlib import Path
 
 import httpx
 from django.conf import settings
-from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from didit_channels.testing import signed_webhook, status_payload
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, service_unavailable
-from tests.test_multiprocess import test_database_url
+from tests.servers import fetch_ticket, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SETTINGS = "tests.faults_site_settings"
@@ -142,7 +141,7 @@ def server_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment of a daphne process serving the demo site on the test database."""
     return {
         "DJANGO_SETTINGS_MODULE": SERVER_SETTINGS,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "REDIS_URL": redis_url,
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,  # JWTs minted here verify there
@@ -241,16 +240,6 @@ def daphne_process(env: dict[str, str], *args: str, access_log: bool = False):
         yield server
     finally:
         server.close()
-
-
-def bearer(user) -> dict[str, str]:
-    return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
-
-
-def fetch_ticket(base: str, user) -> str:
-    response = httpx.post(f"{base}/didit/api/tickets/", headers=bearer(user), timeout=10)
-    assert response.status_code == 201, response.text
-    return response.json()["ticket"]
 
 
 def post_webhook(base: str, owner, session_id: str, status: str, **fields) -> httpx.Response:
