@@ -50,7 +50,9 @@ class EncryptedJSONField(EncryptedTextBase):
     """A JSON document (dict/list) stored encrypted."""
 
     def to_bytes(self, value: Any) -> bytes:
-        return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False).encode("utf-8")
+        # ensure_ascii: anything json.loads produced is storable, lone
+        # surrogates included (escaped as \ud800, which UTF-8 cannot encode).
+        return json.dumps(value, cls=DjangoJSONEncoder).encode("ascii")
 
     def from_bytes(self, data: bytes) -> Any:
         return json.loads(data.decode("utf-8"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -224,3 +225,11 @@ def test_wheel_carries_migrations_templates_and_static(tmp_path):
     assert any(name.startswith("didit_channels/static/didit_channels/") for name in names)
     assert any(name.startswith("didit_channels/templates/didit_channels/") for name in names)
     assert not any(name.startswith(("project/", "tests/")) for name in names)
+
+
+@pytest.mark.django_db
+def test_an_encrypted_decision_keeps_what_json_can_hold_even_lone_surrogates():
+    # json.loads accepts "\ud800" escapes; UTF-8 cannot encode the result.
+    decision = json.loads('{"name": "Zo\\u00eb \\ud800", "\\ud800": [97.0, 97.3]}')
+    session = VerificationSession.objects.create(session_id="s-surrogate", decision=decision)
+    assert VerificationSession.objects.get(pk=session.pk).decision == decision
