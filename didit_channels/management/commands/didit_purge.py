@@ -13,13 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...conf import didit_settings
 from ...retention import purge
-
-
-def _days(value: str) -> int:
-    days = int(value)
-    if days < 0:
-        raise ValueError(value)
-    return days
+from ..arguments import non_negative_int
 
 
 class Command(BaseCommand):
@@ -32,12 +26,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--decision-days",
-            type=_days,
+            type=non_negative_int,
             help="Clear decisions older than this many days (default: DECISION_RETENTION_DAYS).",
         )
         parser.add_argument(
             "--delivery-days",
-            type=_days,
+            type=non_negative_int,
             help="Delete webhook deliveries older than this many days "
             "(default: DELIVERY_RETENTION_DAYS).",
         )

@@ -16,20 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ...client import DiditNotConfigured
 from ...conf import didit_settings
 from ...reconcile import Outcome, reconcile, sessions_due
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+from ..arguments import non_negative_int, positive_int
 
 
 class Command(BaseCommand):
@@ -41,13 +28,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=_non_negative,
+            type=non_negative_int,
             metavar="SECONDS",
             help="Only sessions unchanged for this long (default: RECONCILE_AFTER_SECONDS).",
         )
         parser.add_argument(
             "--limit",
-            type=_positive,
+            type=positive_int,
             help="Fetch at most this many sessions, the longest-silent first.",
         )
         parser.add_argument(

@@ -23,13 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ...models import WebhookDelivery
 from ...models.deliveries import DeliveryOutcome
 from ...webhooks import intake
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+from ..arguments import positive_int
 
 
 class Command(BaseCommand):
@@ -40,9 +34,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "ids", nargs="*", type=_positive, metavar="ID", help="Only these delivery ids."
+            "ids", nargs="*", type=positive_int, metavar="ID", help="Only these delivery ids."
         )
-        parser.add_argument("--limit", type=_positive, help="Reprocess at most this many.")
+        parser.add_argument("--limit", type=positive_int, help="Reprocess at most this many.")
         parser.add_argument(
             "--dry-run", action="store_true", help="List what would be reprocessed; change nothing."
         )
