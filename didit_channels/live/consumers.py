@@ -106,10 +106,6 @@ def _db(function):
     return sync_to_async(run, thread_sensitive=False)
 
 
-def _json_pk(pk: Any) -> Any:
-    return pk if isinstance(pk, int) else str(pk)
-
-
 class StatusConsumer(AsyncWebsocketConsumer):
     """Pushes status changes to the sockets allowed to see them.
 
@@ -220,7 +216,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             return
         self.cursor = opening.cursor
         audiences = [USER, ADMIN] if self.admin else [USER]
-        await self._send(hello_frame(_json_pk(self.user_pk), audiences, self.cursor))
+        await self._send(hello_frame(self.user_pk, audiences, self.cursor))
         await self._send({"type": "snapshot", "sessions": opening.sessions})
 
     def _still_allowed(self, access: Access | None) -> bool:
