@@ -7,8 +7,9 @@
         "websocket": websocket_application(),
     })
 
-``http_application`` is optional: it serves the webhook ahead of Django's
-middleware stack (see ``webhooks.asgi``); without it the Django view answers.
+``http_application`` is optional: it serves the webhook, and ticket requests
+of API clients, ahead of Django's middleware stack (see ``fastpath``);
+without it the Django views answer.
 
 or, to mount the socket beside your own consumers, wrap
 ``didit_channels.routing.websocket_urlpatterns`` with
@@ -21,9 +22,9 @@ from typing import Any
 from channels.routing import URLRouter
 from django.urls import path
 
+from .fastpath import FastPaths
 from .live.consumers import StatusConsumer
 from .live.origin import OriginValidator
-from .webhooks.asgi import WebhookFastPath
 
 # Where the ticket API tells clients to connect (CONTRACT.md).
 SOCKET_PATH = "/ws/didit/"
@@ -39,5 +40,5 @@ def websocket_application() -> Any:
 
 
 def http_application(django_http_application: Any) -> Any:
-    """The site's HTTP application with the webhook served on the fast path."""
-    return WebhookFastPath(django_http_application)
+    """The site's HTTP application with the app's fast paths in front (``fastpath``)."""
+    return FastPaths(django_http_application)

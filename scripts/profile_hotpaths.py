@@ -10,7 +10,9 @@ drives, for ``--seconds`` each:
 * ``webhook``: 4 senders in a closed loop, each a signed webhook for a new
   session of its user, until the user's socket has the status frame;
 * ``handshake``: 10 clients in a closed loop, ticket (``POST
-  /didit/api/tickets/``) + connect + hello + close.
+  /didit/api/tickets/``) + connect + hello + close;
+* ``connect``: the same loop with tickets issued beforehand (the socket's
+  share of a handshake alone).
 
 For each it prints the functions with the most samples on top of the stack
 (self) and, among frames of Django, DRF, Channels, daphne and the app, the most
@@ -77,16 +79,25 @@ async def drive_webhooks(s: bench_support.Stack, users, tokens, seconds: float) 
     return sent
 
 
-async def drive_handshakes(s: bench_support.Stack, tokens, seconds: float) -> int:
+async def drive_handshakes(
+    s: bench_support.Stack, tokens, seconds: float, tickets: list[str] | None = None
+) -> int:
     deadline = time.monotonic() + seconds
     opened = 0
+    issued = iter(tickets or ())
 
     async def client(index: int) -> None:
         nonlocal opened
         http = loadgen.HttpClient(s.app.port)
         n = index
         while time.monotonic() < deadline:
-            url = await s.ticket_url(http, tokens[n % len(tokens)])
+            if tickets is None:
+                url = await s.ticket_url(http, tokens[n % len(tokens)])
+            else:
+                ticket = next(issued, None)
+                if ticket is None:
+                    break
+                url = s.socket_url(ticket)
             n += 10
             ws, _ = await loadgen.open_socket(url, origin=s.origin)
             await ws.close()
@@ -136,6 +147,8 @@ def main() -> int:
         tokens = [s.jwt(user) for user in users]
         for path in args.paths:
             raw = out / f"{path}.txt"
+            # "connect": enough tickets for the whole run, issued before it (not profiled).
+            issued = s.issue_tickets(users * 20) if path == "connect" else None
             recorder = subprocess.Popen(  # noqa: S603
                 [
                     py_spy,
@@ -160,6 +173,8 @@ def main() -> int:
             time.sleep(1)
             if path == "webhook":
                 done = asyncio.run(drive_webhooks(s, users[:4], tokens[:4], args.seconds - 1))
+            elif path == "connect":
+                done = asyncio.run(drive_handshakes(s, tokens, args.seconds - 1, issued))
             else:
                 done = asyncio.run(drive_handshakes(s, tokens, args.seconds - 1))
             recorder.wait(60)

@@ -87,16 +87,18 @@ async def test_other_paths_go_to_django(db):
 
 
 async def test_the_fast_path_follows_the_mount_prefix():
-    from didit_channels.webhooks.asgi import WebhookFastPath
+    from didit_channels.fastpath import FastPaths
+    from didit_channels.webhooks.asgi import webhook_endpoint
 
     async def inner(scope, receive, send):  # pragma: no cover - never reached here
         raise AssertionError("should not be called")
 
-    fast = WebhookFastPath(inner)
-    assert fast.matches({"type": "http", "path": "/didit/webhook/"})
-    assert fast.matches({"type": "http", "path": "/site/didit/webhook/", "root_path": "/site"})
-    assert not fast.matches({"type": "http", "path": "/didit/webhook/x"})
-    assert not fast.matches({"type": "websocket", "path": "/didit/webhook/"})
+    fast = FastPaths(inner)
+    assert fast.endpoint_for({"type": "http", "path": "/didit/webhook/"}) is webhook_endpoint
+    mounted = {"type": "http", "path": "/site/didit/webhook/", "root_path": "/site"}
+    assert fast.endpoint_for(mounted) is webhook_endpoint
+    assert fast.endpoint_for({"type": "http", "path": "/didit/webhook/x"}) is None
+    assert fast.endpoint_for({"type": "websocket", "path": "/didit/webhook/"}) is None
 
 
 async def test_an_accepted_webhook_is_published_to_owner_and_admins_and_a_forged_one_is_not(

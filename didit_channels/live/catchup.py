@@ -29,12 +29,11 @@ import logging
 import weakref
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.db.models import Max
 
 from ..conf import didit_settings
 from ..models import StatusEvent
+from ..workers import in_worker
 
 logger = logging.getLogger("didit_channels.live")
 
@@ -54,17 +53,6 @@ def newest_since(after: int) -> tuple[int, dict[str, int]]:
     per_user = {str(user_id): newest for user_id, newest in rows if user_id is not None}
     overall = max((newest for _, newest in rows), default=0)
     return overall, per_user
-
-
-def _in_thread(function):
-    def run(*args: Any) -> Any:
-        close_old_connections()
-        try:
-            return function(*args)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
 
 
 class Watch:
@@ -105,7 +93,7 @@ class Watch:
         """One look: tell every local socket that missed an event to catch up."""
         if self.watermark is None:
             return
-        newest, per_user = await _in_thread(newest_since)(self.watermark)
+        newest, per_user = await in_worker(newest_since)(self.watermark)
         if not newest:
             return
         await asyncio.sleep(GRACE_SECONDS)

@@ -36,12 +36,12 @@ import random
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import close_old_connections
 
 from ..conf import didit_settings
+from ..workers import in_worker
 from . import catchup, stream, tickets
 from .access import ADMIN, USER, Access, read_access
 from .groups import admin_group, user_group
@@ -84,28 +84,6 @@ def client_address(scope: dict[str, Any]) -> str | None:
     return str(client[0]) if client else None
 
 
-def _db(function):
-    """``function`` in a worker thread, closing connections past ``CONN_MAX_AGE`` around it.
-
-    Not thread-sensitive: each call is self-contained, and a burst of
-    handshakes must not queue behind one shared thread. This is what
-    channels' ``database_sync_to_async`` does, except that the connection
-    check is not the one channels' test communicator turns into a no-op while
-    it waits (so, under test, these worker threads would keep connections
-    open and a PostgreSQL test database could not be dropped). Worker threads
-    never hold a test's own connection, so closing theirs is always safe.
-    """
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
-
-
 class StatusConsumer(AsyncWebsocketConsumer):
     """Pushes status changes to the sockets allowed to see them.
 
@@ -131,7 +109,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         # to the one thread-sensitive worker thread, before *every* handler,
         # layer messages included: one change fanned out to 1,000 sockets
         # queued 1,000 hops (bench: fan-out 1.20x -> 0.72x the bare baseline
-        # without it). Every database call here already goes through _db,
+        # without it). Every database call here already goes through in_worker,
         # which closes old connections around itself.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -147,7 +125,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
             return
         try:
-            access = await _db(tickets.consume)(ticket, client_ip=client_address(self.scope))
+            access = await in_worker(tickets.consume)(ticket, client_ip=client_address(self.scope))
         except Exception:
             logger.exception("Could not check a socket ticket.")
             await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
@@ -206,7 +184,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     async def _start_stream(self) -> None:
         try:
-            opening = await _db(stream.open_stream)(self.user_pk, self.admin)
+            opening = await in_worker(stream.open_stream)(self.user_pk, self.admin)
         except Exception:
             logger.exception("Could not read the snapshot for user %s.", self.user_pk)
             await self._close(CLOSE_SERVER_ERROR)
@@ -258,7 +236,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._error("invalid_resume", '"after" must be a non-negative integer id.')
             return
         try:
-            upto = await _db(stream.latest_event_id)()
+            upto = await in_worker(stream.latest_event_id)()
             await self._send_history(after, upto)
         except Exception:
             logger.exception("Could not replay history for user %s.", self.user_pk)
@@ -309,7 +287,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         try:
-            access = await _db(read_access)(self.user_pk)
+            access = await in_worker(read_access)(self.user_pk)
         except Exception:
             # Cannot confirm access: fail closed, the client reconnects later.
             logger.exception("Could not re-check access of user %s.", self.user_pk)
@@ -364,7 +342,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
     async def _send_history(self, after: int, upto: int) -> None:
         while after < upto and not self.closed:
             await self._drain()
-            batch = await _db(stream.history_batch)(self.user_pk, self.admin, after, upto)
+            batch = await in_worker(stream.history_batch)(self.user_pk, self.admin, after, upto)
             for frame in batch:
                 await self._send(frame)
             if len(batch) < stream.BATCH_SIZE:
@@ -434,6 +412,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
                 logger.warning("Could not free a socket slot of user %s.", self.user_pk)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Not channels' own: it also hops to the thread-sensitive worker to
+        # close connections this consumer never opened on the loop (every
+        # database call runs through in_worker), once per disconnect.
         self.closed = True
         await self._leave()
-        await super().websocket_disconnect(message)
+        await self.disconnect(message.get("code"))
+        raise StopConsumer()

@@ -35,12 +35,8 @@ def status_frame(event) -> dict[str, Any]:
     }
 
 
-def snapshot_entry(session) -> dict[str, Any]:
-    return {
-        "session_id": session.session_id,
-        "status": session.status,
-        "updated_at": _iso(session.updated_at),
-    }
+def snapshot_entry(session_id: str, status: str, updated_at: datetime | None) -> dict[str, Any]:
+    return {"session_id": session_id, "status": status, "updated_at": _iso(updated_at)}
 
 
 def hello_frame(user_pk: Any, audiences: list[str], cursor: int) -> dict[str, Any]:

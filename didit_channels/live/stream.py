@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Max, QuerySet
 
 from ..conf import didit_settings
 from ..models import StatusEvent, VerificationSession
-from .access import Access, read_access
+from .access import Access, read_access_with
 from .messages import snapshot_entry, status_frame
 
 # History is sent in batches of this many rows, each one query.
@@ -58,8 +59,15 @@ def visible_events(user_pk: Any, admin: bool) -> QuerySet[StatusEvent]:
     return events.select_related("session").only(*_EVENT_FIELDS).order_by("id")
 
 
+def _newest_event_sql() -> str:
+    qn = connection.ops.quote_name
+    meta = StatusEvent._meta
+    # Identifiers from the model's _meta, quoted; no values.
+    return f"(SELECT MAX({qn(meta.pk.column)}) FROM {qn(meta.db_table)})"  # noqa: S608
+
+
 def open_stream(user_pk: Any, admin: bool) -> Opening:
-    """Re-read access, then the cursor, then the snapshot, in that order.
+    """Re-read access and the cursor (one statement), then the snapshot, in that order.
 
     Access is re-read because a revocation committed between the ticket's
     consumption and the socket joining its groups would otherwise go unheard.
@@ -67,14 +75,15 @@ def open_stream(user_pk: Any, admin: bool) -> Opening:
     everything up to it; a change that lands in between is also sent live,
     which is harmless.
     """
-    access = read_access(user_pk)
-    cursor = latest_event_id()
-    sessions = VerificationSession.objects.only("session_id", "status", "updated_at")
+    access, newest = read_access_with(user_pk, _newest_event_sql())
+    if access is None:
+        return Opening(None, 0, [])
+    sessions = VerificationSession.objects.values_list("session_id", "status", "updated_at")
     if admin:
         sessions = sessions.order_by("-updated_at")[: didit_settings.ADMIN_SNAPSHOT_LIMIT]
     else:
         sessions = sessions.filter(user_id=user_pk).order_by("-updated_at")
-    return Opening(access, cursor, [snapshot_entry(session) for session in sessions])
+    return Opening(access, newest or 0, [snapshot_entry(*row) for row in sessions])
 
 
 def history_batch(user_pk: Any, admin: bool, after: int, upto: int) -> list[dict[str, Any]]:

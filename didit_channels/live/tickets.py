@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..conf import didit_settings
@@ -75,16 +74,39 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
     now = timezone.now()
     ttl = int(didit_settings.TICKET_TTL_SECONDS)
     ticket = secrets.token_urlsafe(TICKET_BYTES)
-    ConnectionTicket.objects.filter(user=user).filter(
-        Q(used_at__isnull=False) | Q(expires_at__lte=now)
-    ).delete()
-    ConnectionTicket.objects.create(
-        token_hash=hash_ticket(ticket),
-        user=user,
-        expires_at=now + timedelta(seconds=ttl),
-        client_ip=normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None,
-    )
+    # One transaction (one commit); the clean-up is one plain DELETE: the
+    # ORM's delete() collects related objects first, which a ticket has none
+    # of, and showed in the profile of the ticket request.
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _delete_spent_statement(),
+                [
+                    ConnectionTicket._meta.get_field("user").get_db_prep_value(user.pk, connection),
+                    connection.ops.adapt_datetimefield_value(now),
+                ],
+            )
+        ConnectionTicket.objects.create(
+            token_hash=hash_ticket(ticket),
+            user=user,
+            expires_at=now + timedelta(seconds=ttl),
+            client_ip=normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None,
+        )
     return IssuedTicket(ticket=ticket, expires_in=ttl)
+
+
+def _delete_spent_statement() -> str:
+    """DELETE a user's spent and expired tickets (parameters: user pk, now)."""
+    qn = connection.ops.quote_name
+    meta = ConnectionTicket._meta
+
+    def column(name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    return (
+        f"DELETE FROM {qn(meta.db_table)} WHERE {column('user')} = %s "
+        f"AND ({column('used_at')} IS NOT NULL OR {column('expires_at')} <= %s)"
+    )
 
 
 def _consume_statement() -> tuple[str, list[Any]]:

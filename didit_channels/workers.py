@@ -1,0 +1,55 @@
+"""Database work from the event loop: one worker-thread hop, with connection hygiene.
+
+The socket, the catch-up sweep and the webhook's ASGI fast path all run their
+database work through ``in_worker``: ``sync_to_async`` without thread
+sensitivity (each call is self-contained, and a burst of handshakes or
+webhooks must not queue behind the one thread Django's sync views share),
+with Django's connection upkeep around the call, as a request would have it.
+
+Connection upkeep differs from ``close_old_connections`` in one case.
+These calls run on the event loop's default executor, whose threads live as
+long as the process; a SQLite connection kept by such a thread is a file
+handle, not a server resource, and opening one costs more than the queries
+of a socket's handshake (Python-level setup: functions registered, PRAGMAs
+run; profiled: ``scripts/profile_hotpaths.py handshake``). So on SQLite a
+worker keeps its connection while it is usable, whatever ``CONN_MAX_AGE``
+says; every other database follows ``CONN_MAX_AGE`` exactly (with a
+connection pool, closing returns the connection to the pool).
+
+Why not channels' ``database_sync_to_async``: its connection check is the one
+channels' test communicator turns into a no-op while it waits, so under test
+worker threads would keep PostgreSQL connections open and the test database
+could not be dropped. Worker threads never hold a test's own connection, so
+closing theirs is always safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+T = TypeVar("T")
+
+
+def tidy_connections() -> None:
+    """Close this thread's connections that are broken or (except SQLite's) past their age."""
+    for connection in connections.all(initialized_only=True):
+        if connection.vendor == "sqlite":
+            connection.close_at = None  # no maximum age: kept while usable (module doc)
+        connection.close_if_unusable_or_obsolete()
+
+
+def in_worker(function: Callable[..., T]) -> Callable[..., Any]:
+    """``function`` as a coroutine function run in a worker thread (see the module doc)."""
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        tidy_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            tidy_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
