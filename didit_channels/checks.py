@@ -7,7 +7,9 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .conf import didit_settings
 
-INMEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+INMEMORY_LAYERS = frozenset(
+    {"channels.layers.InMemoryChannelLayer", "didit_channels.layers.InMemoryChannelLayer"}
+)
 
 
 @register(Tags.security)
@@ -34,11 +36,11 @@ def check_channel_layer(app_configs=None, **kwargs):
             Error(
                 "CHANNEL_LAYERS has no 'default' layer, so status changes cannot reach sockets.",
                 hint="Configure channels_redis.core.RedisChannelLayer (see the README), or "
-                "channels.layers.InMemoryChannelLayer for development.",
+                "didit_channels.layers.InMemoryChannelLayer for development.",
                 id="didit_channels.E001",
             )
         ]
-    if default.get("BACKEND") == INMEMORY_LAYER and not settings.DEBUG:
+    if default.get("BACKEND") in INMEMORY_LAYERS and not settings.DEBUG:
         return [
             Warning(
                 "The in-memory channel layer is in use with DEBUG off: a status change reaches "

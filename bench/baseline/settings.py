@@ -1,10 +1,11 @@
 """Settings of the bare baseline: no apps with models, no middleware, no database.
 
-The channel layer is the demo site's own (``project.settings.CHANNEL_LAYERS``,
-which follows ``REDIS_URL``), so a benchmark compares both servers on the same
-layer in the same run. ``BENCH_CHANNEL_LAYERS`` (JSON, the value of a
-``CHANNEL_LAYERS`` setting) overrides it: the layer experiment in
-``bench/bench_layers.py`` uses it to try several configurations.
+The channel layer is the demo site's own (``project.settings.CHANNEL_LAYERS``:
+``didit_channels.layers.InMemoryChannelLayer``, or Redis when ``REDIS_URL`` is
+set), so a benchmark compares both servers on the same layer in the same run.
+``BENCH_CHANNEL_LAYERS`` (JSON, the value of a ``CHANNEL_LAYERS`` setting)
+overrides it: the layer experiment in ``bench/bench_layers.py`` uses it to try
+several configurations.
 """
 
 import json
@@ -26,11 +27,9 @@ def _channel_layers() -> dict:
     override = os.environ.get("BENCH_CHANNEL_LAYERS")
     if override:
         return json.loads(override)
-    redis_url = os.environ.get("REDIS_URL", "")
-    if not redis_url:
-        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    # Imported lazily and only for its layer: the demo's choice is the one to match.
-    # The demo's settings refuse to load without a secret key; ours is as good.
+    # The demo's layer, whichever it is (in-memory, or Redis when REDIS_URL is
+    # set): the comparison is on the same layer. The demo's settings refuse to
+    # load without a secret key; ours is as good.
     os.environ.setdefault("DJANGO_SECRET_KEY", SECRET_KEY)
     from project.settings import CHANNEL_LAYERS as demo_layers
 

@@ -44,7 +44,7 @@ from ..conf import didit_settings
 from ..workers import in_worker
 from . import catchup, stream, tickets
 from .access import ADMIN, USER, Access, read_access
-from .groups import admin_group, user_group
+from .groups import admin_group, encode_frame, user_group
 from .messages import error_frame, hello_frame
 from .registry import RENEW_SECONDS, SocketRegistry, registry_for
 from .transport import send_close_frame, unsent_bytes_probe
@@ -261,7 +261,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
             if prev is not None and prev > self.cursor:
                 await self._send_history(self.cursor, frame_id)
             else:
-                await self._send(frame)
+                text = message.get("text")
+                await self._send_text(text if isinstance(text, str) else encode_frame(frame))
         except Exception:
             logger.exception("Could not catch up user %s from history.", self.user_pk)
             await self._close(CLOSE_SERVER_ERROR)
@@ -300,9 +301,12 @@ class StatusConsumer(AsyncWebsocketConsumer):
     # --- sending and closing ---------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:
+        await self._send_text(encode_frame(frame))
+
+    async def _send_text(self, text: str) -> None:
         if self.closed:
             return
-        await self.send(text_data=json.dumps(frame, default=str))
+        await self.send(text_data=text)
         # The server queues whatever the client does not read; past the bound
         # the socket goes (the client resumes on reconnect), not the memory.
         if self._unsent is not None:

@@ -9,6 +9,7 @@ gap detection on the next push or by ``resume``.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -44,8 +45,16 @@ def status_message(frame: dict[str, Any], prev_id: int | None) -> dict[str, Any]
     ``prev`` is the id of the history row committed just before this one
     (ids commit in order, see ``state.record_event``). A socket whose cursor is
     below ``prev`` may have missed events and reads them from the database.
+    ``text`` is the frame already encoded: a change fanned out to a thousand
+    sockets is encoded once (bench/bench_fanout.py), and ``frame`` is what a
+    socket filters on.
     """
-    return {"type": STATUS, "frame": frame, "prev": prev_id}
+    return {"type": STATUS, "frame": frame, "prev": prev_id, "text": encode_frame(frame)}
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A frame as the socket sends it. Encoded once by the publisher, not once per socket."""
+    return json.dumps(frame, default=str)
 
 
 async def apublish_status(frame: dict[str, Any], prev_id: int | None) -> None:
