@@ -188,13 +188,20 @@ def webhook_secret() -> str:
 
 @pytest.fixture
 def post_webhook(client):
-    """``post_webhook(payload, **signing)``: POST a correctly signed webhook."""
+    """``post_webhook(payload, **signing)``: POST a correctly signed webhook.
+
+    What the intake does after its commit (the ``webhook_received`` signal,
+    publishing) runs as it would in production, also in tests whose database
+    work is wrapped in a transaction that never commits.
+    """
+    from django.test import TestCase
 
     def post(payload, *, secret: str = WEBHOOK_SECRET, test_client=None, **signing):
         body, headers = signed_webhook(payload, secret, **signing)
-        return (test_client or client).post(
-            "/didit/webhook/", body, content_type="application/json", headers=headers
-        )
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            return (test_client or client).post(
+                "/didit/webhook/", body, content_type="application/json", headers=headers
+            )
 
     return post
 

@@ -210,6 +210,20 @@ class TestGapFreeLiveDelivery:
         assert await socket.receive_nothing(QUIET)
         await socket.disconnect()
 
+    async def test_an_admins_own_change_does_not_skip_a_lost_event_of_another_user(
+        self, verification_admin_user, bob
+    ):
+        # The admin's socket is in its own user group and the admin group; the
+        # user copy of its own change carries only the admin's own previous
+        # event, so it must be the admin copy (previous event of all) that counts.
+        await change("bob-1", "In Progress", user=bob)
+        socket, _, _ = await open_socket(application, verification_admin_user)
+        lost = await record_without_publishing("bob-1", "Approved")
+        own = await change("desk-1", "Approved", user=verification_admin_user)
+        assert [(await next_status(socket))["id"] for _ in range(2)] == [lost.pk, own.pk]
+        assert await socket.receive_nothing(QUIET)
+        await socket.disconnect()
+
     async def test_ids_reach_a_socket_in_strictly_increasing_order(self, alice):
         socket, _, _ = await open_socket(application, alice)
         events = []

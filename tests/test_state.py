@@ -172,6 +172,29 @@ class TestPublish:
         await next_message(admins)
         assert (await next_message(admins))["prev"] == first.event.pk
 
+    async def test_each_audience_hears_of_the_previous_event_it_may_see(
+        self, memory_layer, alice, bob
+    ):
+        owner = await subscribe(user_group(alice.pk))
+        admins = await subscribe(admin_group())
+        apply = database_sync_to_async(apply_status_change)
+        first = await apply(change("a", payload={"vendor_data": str(alice.pk)}))
+        others = await apply(change("b", payload={"vendor_data": str(bob.pk)}))
+        later = T0 + timedelta(seconds=1)
+        await apply(change("a", "Declined", at=later, payload={"vendor_data": str(alice.pk)}))
+        owner_copies = [await next_message(owner) for _ in range(2)]
+        admin_copies = [await next_message(admins) for _ in range(3)]
+        # Alice's socket: her own previous event, not bob's in between.
+        assert [(m["prev"], m["audience"]) for m in owner_copies] == [
+            (None, "user"),
+            (first.event.pk, "user"),
+        ]
+        assert [(m["prev"], m["audience"]) for m in admin_copies] == [
+            (None, "admin"),
+            (first.event.pk, "admin"),
+            (others.event.pk, "admin"),
+        ]
+
     async def test_nothing_published_before_commit(self, memory_layer):
         admins = await subscribe(admin_group())
 

@@ -23,7 +23,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from django.db import OperationalError, connection, connections
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, TestCase
 
 from didit_channels.live.groups import admin_group, user_group
 from didit_channels.models import StatusEvent, VerificationSession, WebhookDelivery
@@ -40,7 +40,11 @@ pytestmark = pytest.mark.django_db
 
 
 def post_raw(client, body: bytes, headers: dict[str, str] | None = None, **extra):
-    return client.post(URL, body, content_type="application/json", headers=headers or {}, **extra)
+    # On-commit work (the webhook_received signal) runs as in production: see post_webhook.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(
+            URL, body, content_type="application/json", headers=headers or {}, **extra
+        )
 
 
 def only_delivery() -> WebhookDelivery:

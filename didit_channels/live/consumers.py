@@ -11,11 +11,13 @@ Lifecycle of a connection (CONTRACT.md, "WebSocket"):
 2. ``hello`` (with the cursor: the newest history id when the snapshot was
    read) and ``snapshot``.
 3. Live ``status`` frames, gap-free: each layer message carries ``prev``, the
-   id committed just before it. A frame at or below the cursor was already
-   sent and is dropped; when ``prev`` is above the cursor, something in
-   between may have been lost (the layer is best effort) or belongs to
-   someone else, so the socket reads what it may see up to the frame from
-   the database instead. Either way the cursor moves to the frame's id.
+   newest id committed before it that this audience may see (the owner's
+   previous event for the user group, the previous event of all for the admin
+   group: ``groups.Prev``). A frame at or below the cursor was already sent
+   and is dropped; when ``prev`` is above the cursor, something in between
+   was lost (the layer is best effort), so the socket reads what it may see
+   up to the frame from the database instead. Either way the cursor moves to
+   the frame's id. An admin's socket, in both groups, takes the admin copy.
 4. ``resume`` replays from the database, then ``resumed``.
 
 Channels handles one message per consumer at a time, so layer messages that
@@ -256,6 +258,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
             return
         if not self.admin and str(frame.get("user")) != str(self.user_pk):
             return  # not this user's: never forwarded, whatever group it came through
+        if self.admin and message.get("audience") == USER:
+            return  # the admin group's copy comes too, with the gap marker for everything
         prev = message.get("prev")
         try:
             if prev is not None and prev > self.cursor:

@@ -15,12 +15,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, NamedTuple
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from ..conf import didit_settings
+from .access import ADMIN, USER
 
 logger = logging.getLogger("didit_channels.live")
 
@@ -39,17 +40,41 @@ def admin_group() -> str:
     return f"{didit_settings.GROUP_PREFIX}.admin"
 
 
-def status_message(frame: dict[str, Any], prev_id: int | None) -> dict[str, Any]:
-    """Layer message for a status frame.
+class Prev(NamedTuple):
+    """What was committed before a history row (ids commit in order, ``state.record_event``).
 
-    ``prev`` is the id of the history row committed just before this one
-    (ids commit in order, see ``state.record_event``). A socket whose cursor is
-    below ``prev`` may have missed events and reads them from the database.
+    ``overall``: the newest id of all; ``owner``: the newest id of the same
+    user's events. An admin socket sees every event, so ``overall`` is its
+    gap marker; a user's socket sees only that user's events, so ``owner``
+    is: other users' traffic does not send it to the database for events it
+    may not see anyway.
+    """
+
+    overall: int | None
+    owner: int | None
+
+
+def status_message(
+    frame: dict[str, Any], prev_id: int | None, audience: str | None = None
+) -> dict[str, Any]:
+    """Layer message for a status frame, for one audience's group.
+
+    ``prev`` is the id of the newest event this audience could see before
+    this one (``Prev``); a socket whose cursor is below it may have missed
+    events and reads them from the database. ``audience`` says which group the
+    copy was sent to (``"user"`` or ``"admin"``): a socket in both (an admin's)
+    takes the admin copy, whose ``prev`` covers everything it may see.
     ``text`` is the frame already encoded: a change fanned out to a thousand
     sockets is encoded once (bench/bench_fanout.py), and ``frame`` is what a
     socket filters on.
     """
-    return {"type": STATUS, "frame": frame, "prev": prev_id, "text": encode_frame(frame)}
+    return {
+        "type": STATUS,
+        "frame": frame,
+        "prev": prev_id,
+        "audience": audience,
+        "text": encode_frame(frame),
+    }
 
 
 def encode_frame(frame: dict[str, Any]) -> str:
@@ -57,15 +82,19 @@ def encode_frame(frame: dict[str, Any]) -> str:
     return json.dumps(frame, default=str)
 
 
-async def apublish_status(frame: dict[str, Any], prev_id: int | None) -> None:
+async def apublish_status(frame: dict[str, Any], prev: Prev | None) -> None:
+    """Send ``frame`` to its owner's group and the admin group (``prev``: None when
+    there is no gap to tell of, as for a repeat)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = status_message(frame, prev_id)
-    groups = [admin_group()]
+    sends = []
     if frame.get("user") is not None:
-        groups.insert(0, user_group(frame["user"]))
-    for group in groups:
+        owner_prev = prev.owner if prev is not None else None
+        sends.append((user_group(frame["user"]), status_message(frame, owner_prev, USER)))
+    overall_prev = prev.overall if prev is not None else None
+    sends.append((admin_group(), status_message(frame, overall_prev, ADMIN)))
+    for group, message in sends:
         try:
             await layer.group_send(group, message)
         except Exception:  # noqa: BLE001 - the layer is best effort; history is the truth
@@ -77,21 +106,21 @@ async def apublish_status(frame: dict[str, Any], prev_id: int | None) -> None:
             )
 
 
-_deferred: ContextVar[list[tuple[dict[str, Any], int | None]] | None] = ContextVar(
+_deferred: ContextVar[list[tuple[dict[str, Any], Prev | None]] | None] = ContextVar(
     "didit_deferred_publications", default=None
 )
 
 
-def publish_status(frame: dict[str, Any], prev_id: int | None) -> None:
+def publish_status(frame: dict[str, Any], prev: Prev | None) -> None:
     pending = _deferred.get()
     if pending is not None:
-        pending.append((frame, prev_id))
+        pending.append((frame, prev))
         return
-    async_to_sync(apublish_status)(frame, prev_id)
+    async_to_sync(apublish_status)(frame, prev)
 
 
 @contextmanager
-def deferred_publications() -> Iterator[list[tuple[dict[str, Any], int | None]]]:
+def deferred_publications() -> Iterator[list[tuple[dict[str, Any], Prev | None]]]:
     """Collect what ``publish_status`` would send, for the caller to ``apublish_status``.
 
     For sync code called from an event loop (the webhook fast path): the
@@ -99,7 +128,7 @@ def deferred_publications() -> Iterator[list[tuple[dict[str, Any], int | None]]]
     hook blocking its worker thread on a hop back to the loop. Only what was
     committed is collected (``publish_status`` runs from ``on_commit``).
     """
-    pending: list[tuple[dict[str, Any], int | None]] = []
+    pending: list[tuple[dict[str, Any], Prev | None]] = []
     token = _deferred.set(pending)
     try:
         yield pending

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from ..conf import didit_settings
 from ..models import ConnectionTicket
+from ..workers import serialized_writes
 from .access import Access, access_sql, normalise_pk, view_all_by_backends
 
 TICKET_BYTES = 32
@@ -77,7 +78,7 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
     # One transaction (one commit); the clean-up is one plain DELETE: the
     # ORM's delete() collects related objects first, which a ticket has none
     # of, and showed in the profile of the ticket request.
-    with transaction.atomic():
+    with serialized_writes(), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
                 _delete_spent_statement(),
@@ -144,7 +145,7 @@ def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | Non
     sql, returning_params = _consume_statement()
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     params = [now, hash_ticket(ticket), now, normalise_ip(client_ip), *returning_params]
-    with connection.cursor() as cursor:
+    with serialized_writes(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

@@ -18,7 +18,7 @@ from django.http.request import HttpHeaders
 
 from ..conf import didit_settings
 from ..fastpath import answer_json, read_limited
-from ..live.groups import apublish_status, deferred_publications
+from ..live.groups import Prev, apublish_status, deferred_publications
 from ..workers import in_worker
 from . import intake
 
@@ -37,7 +37,7 @@ def _meta_from_scope(scope: dict[str, Any]) -> dict[str, str]:
     return meta
 
 
-Publication = tuple[dict[str, Any], "int | None"]
+Publication = tuple[dict[str, Any], "Prev | None"]
 
 
 @in_worker
@@ -78,7 +78,7 @@ async def webhook_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> bo
     status, payload, committed = await _receive_in_worker(incoming)
     # Published from the loop, after commit, before answering: Didit's 200
     # means the change is stored and on its way.
-    for frame, prev_id in committed:
-        await apublish_status(frame, prev_id)
+    for frame, prev in committed:
+        await apublish_status(frame, prev)
     await answer_json(send, status, payload)
     return True

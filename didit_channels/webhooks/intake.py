@@ -34,9 +34,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, BinaryIO
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -45,6 +46,7 @@ from ..conf import didit_settings
 from ..models import WebhookDelivery
 from ..models.deliveries import DeliveryOutcome
 from ..signals import webhook_received
+from ..workers import serialized_writes
 from . import signature
 
 logger = logging.getLogger("didit_channels.webhooks")
@@ -377,7 +379,7 @@ def _logged_headers(headers: Mapping[str, str]) -> dict[str, Any]:
 
 
 def record(incoming: Incoming) -> WebhookDelivery:
-    """Write the delivery row (committed at once: the caller holds no transaction)."""
+    """Write the delivery row (in ``receive``'s transaction)."""
     return WebhookDelivery.objects.create(
         remote_addr=_remote_addr(incoming.remote_addr),
         headers=_logged_headers(incoming.headers),
@@ -409,12 +411,18 @@ def _finish(
         delivery.session_id = fields["session_id"] = session_id
     if headers is not None:
         delivery.headers = fields["headers"] = headers
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
+    with serialized_writes():
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(**fields)
 
 
 def _announce(delivery: WebhookDelivery) -> None:
-    # After the outcome is stored; a failing receiver must not turn a judged
-    # delivery into a 500 (Didit would retry something already settled).
+    # Once the outcome is committed (at once outside a transaction).
+    transaction.on_commit(partial(_send_announcement, delivery))
+
+
+def _send_announcement(delivery: WebhookDelivery) -> None:
+    # A failing receiver must not turn a judged delivery into a 500 (Didit
+    # would retry something already settled).
     for receiver, response in webhook_received.send_robust(
         sender=WebhookDelivery, delivery=delivery, outcome=delivery.outcome
     ):
@@ -439,11 +447,30 @@ def _safe_session_id(payload: Any) -> str:
 def receive(incoming: Incoming) -> Result:
     """Record, judge and apply one webhook request. Never raises for bad input.
 
-    Raises ``DatabaseError`` only when the delivery cannot even be recorded
-    (the database is down): the transport answers 500 so Didit retries.
+    One transaction, one commit: the delivery row, its outcome and the change
+    it brings (an apply that fails rolls back to a savepoint, and the
+    delivery is kept, marked ``error``). On SQLite, this process's writers
+    take turns (``workers.serialized_writes``). A delivery signed with
+    ``X-Signature-Simple`` is committed first, then its decision is fetched
+    from Didit outside any transaction, then applied.
+
+    Raises ``DatabaseError`` only when the delivery cannot be recorded (the
+    database is down): the transport answers 500 so Didit retries.
     """
     now = incoming.received_at if incoming.received_at is not None else time.time()
-    delivery = record(incoming)
+    with serialized_writes(), transaction.atomic():
+        delivery = record(incoming)
+        judged = _judge(incoming, delivery, now)
+    if isinstance(judged, Result):
+        return judged
+    return _confirm_and_apply(judged, delivery, simple=True)
+
+
+def _judge(
+    incoming: Incoming, delivery: WebhookDelivery, now: float
+) -> Result | state.StatusChange:
+    """The answer to a recorded delivery, applying it unless it is Simple-signed
+    (then the change to confirm with Didit's API, outside the transaction)."""
 
     if incoming.too_large:
         _finish(delivery, DeliveryOutcome.TOO_LARGE)
@@ -509,7 +536,8 @@ def receive(incoming: Incoming) -> Result:
         # Kept so didit_reprocess knows to fetch the decision again.
         delivery.headers = {**delivery.headers, "verified_by": "simple"}
         WebhookDelivery.objects.filter(pk=delivery.pk).update(headers=delivery.headers)
-    return _confirm_and_apply(change, delivery, simple=simple)
+        return change
+    return apply(change, delivery)
 
 
 def _confirm_and_apply(
