@@ -62,8 +62,26 @@ class TestIssuing:
         first = jwt_client(alice).post(URL).json()["ticket"]
         second = jwt_client(alice).post(URL).json()["ticket"]
         assert first != second
-        raw = base64.urlsafe_b64decode(first + "=" * (-len(first) % 4))
+        named, secret = first.split(".")
+        assert tickets.ticket_user(first) == alice.pk
+        raw = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
         assert len(raw) * 8 >= 128
+
+    @pytest.mark.parametrize(
+        "ticket",
+        ["", "no-dot", "a.b.c", ".secret", "!!!!." + "s" * 43, "YWJj." + "s" * 43, "MQ.short"],
+    )
+    def test_a_ticket_not_shaped_like_one_names_nobody(self, ticket):
+        # "YWJj" is base64 for "abc": not a primary key of the user model.
+        assert tickets.ticket_user(ticket) is None
+
+    def test_the_user_part_cannot_be_changed(self, alice, bob):
+        ticket = tickets.issue(alice).ticket
+        secret = ticket.split(".")[1]
+        forged = f"{tickets._encode_user(bob.pk)}.{secret}"
+        assert tickets.ticket_user(forged) == bob.pk
+        assert tickets.consume(forged) is None  # the hash covers the user part
+        assert tickets.consume(ticket).user_pk == alice.pk
 
     def test_only_the_hash_is_stored(self, jwt_client, alice):
         ticket = jwt_client(alice).post(URL).json()["ticket"]

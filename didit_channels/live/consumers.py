@@ -3,9 +3,11 @@
 Lifecycle of a connection (CONTRACT.md, "WebSocket"):
 
 1. Handshake, kept small because ASGI servers give up on slow ones (daphne
-   after 5 s): one database statement spends the ticket and reads the user's
-   audiences, the socket claims a slot under the per-user cap, joins its
-   groups, and is accepted. Every refusal after the origin check is an
+   after 5 s): the socket joins the group of the user its ticket names, then
+   one worker-thread hop spends the ticket (reading the user's audiences),
+   the cursor and the snapshot; an admin's socket joins the admin group and
+   re-reads its access; the socket claims a slot under the per-user cap and
+   is accepted. Every refusal after the origin check is an
    accept followed by a close (4001 bad ticket, 4003 no access, 4008 too many
    sockets), because a close before accept reaches a browser as a bare 403.
 2. ``hello`` (with the cursor: the newest history id when the snapshot was
@@ -121,39 +123,62 @@ class StatusConsumer(AsyncWebsocketConsumer):
     # --- handshake ------------------------------------------------------
 
     async def connect(self) -> None:
+        """One database round trip for a user's socket, two for an admin's.
+
+        The ticket names its user, so the socket joins that user's group
+        first and only then spends the ticket and reads access, cursor and
+        snapshot (``stream.open_with_ticket``): a revocation committed after
+        that read reaches the socket through the group. An admin's socket
+        then joins the admin group and reads its access once more, for the
+        same reason (a change it missed in between comes with the next push,
+        whose ``prev`` shows the gap, or from the catch-up sweep).
+        """
         ticket, subprotocol = ticket_from_scope(self.scope)
         if self.channel_layer is None:
             logger.error("No channel layer is configured; sockets cannot receive pushes.")
             await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
             return
+        named = tickets.ticket_user(ticket)
+        if named is None:
+            logger.info("Refused a socket: ticket missing or malformed.")
+            await self._refuse(CLOSE_BAD_TICKET, subprotocol)
+            return
         try:
-            access = await in_worker(tickets.consume)(ticket, client_ip=client_address(self.scope))
+            await self._join(user_group(named))
+            opening = await in_worker(stream.open_with_ticket)(ticket, client_address(self.scope))
         except Exception:
             logger.exception("Could not check a socket ticket.")
             await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
             return
-        if access is None:
-            logger.info("Refused a socket: ticket missing, unknown, expired or used.")
+        if opening is None or str(opening.access.user_pk) != str(named):
+            logger.info("Refused a socket: ticket unknown, expired or used.")
             await self._refuse(CLOSE_BAD_TICKET, subprotocol)
             return
+        access = opening.access
         if not access.is_active:
             logger.info("Refused a socket of inactive user %s.", access.user_pk)
             await self._refuse(CLOSE_NO_ACCESS, subprotocol)
             return
         self.user_pk, self.admin = access.user_pk, access.view_all
+        if self.admin:
+            try:
+                await self._join(admin_group())
+                access = await in_worker(read_access)(self.user_pk)
+            except Exception:
+                logger.exception("Could not check access of user %s.", self.user_pk)
+                await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
+                return
+            if not self._still_allowed(access):
+                logger.info("Refused a socket of user %s: access revoked.", self.user_pk)
+                await self._refuse(CLOSE_NO_ACCESS, subprotocol)
+                return
 
-        registry = self._registry()
         try:
-            self._claimed = await registry.claim(
+            self._claimed = await self._registry().claim(
                 self.user_pk, self.channel_name, didit_settings.MAX_SOCKETS_PER_USER
             )
-            if self._claimed:
-                for group in self._audience_groups():
-                    await self.channel_layer.group_add(group, self.channel_name)
-                    self._joined.append(group)
         except Exception:
             logger.exception("Could not register a socket of user %s.", self.user_pk)
-            await self._leave()
             await self._refuse(CLOSE_SERVER_ERROR, subprotocol)
             return
         if not self._claimed:
@@ -164,40 +189,28 @@ class StatusConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol)
         self._unsent = unsent_bytes_probe(self.base_send)
         self._lifetime_task = asyncio.create_task(self._lifetime())
-        await self._start_stream()
+        self.cursor = opening.cursor
+        audiences = [USER, ADMIN] if self.admin else [USER]
+        await self._send(hello_frame(self.user_pk, audiences, self.cursor))
+        await self._send({"type": "snapshot", "sessions": opening.sessions})
         if not self.closed:
             self._watch = catchup.watch()
             if self._watch is not None:
                 self._watch.add(self)
 
+    async def _join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self._joined.append(group)
+
     def _registry(self) -> SocketRegistry:
         return registry_for(self.channel_layer, self.channel_layer_alias)
 
-    def _audience_groups(self) -> list[str]:
-        groups = [user_group(self.user_pk)]
-        if self.admin:
-            groups.append(admin_group())
-        return groups
-
     async def _refuse(self, code: int, subprotocol: str | None) -> None:
+        """Accept, then close with ``code`` (module doc); leave groups and slot first."""
         self.closed = True
+        await self._leave()
         await self.accept(subprotocol)
         await self._send_close(code)
-
-    async def _start_stream(self) -> None:
-        try:
-            opening = await in_worker(stream.open_stream)(self.user_pk, self.admin)
-        except Exception:
-            logger.exception("Could not read the snapshot for user %s.", self.user_pk)
-            await self._close(CLOSE_SERVER_ERROR)
-            return
-        if not self._still_allowed(opening.access):
-            await self._close(CLOSE_NO_ACCESS)
-            return
-        self.cursor = opening.cursor
-        audiences = [USER, ADMIN] if self.admin else [USER]
-        await self._send(hello_frame(self.user_pk, audiences, self.cursor))
-        await self._send({"type": "snapshot", "sessions": opening.sessions})
 
     def _still_allowed(self, access: Access | None) -> bool:
         if access is None or not access.is_active:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 
 from ..conf import didit_settings
 from ..models import StatusEvent, VerificationSession
-from .access import Access, read_access_with
+from . import tickets
+from .access import Access
 from .messages import snapshot_entry, status_frame
 
 # History is sent in batches of this many rows, each one query.
@@ -48,7 +49,9 @@ class Opening:
 
 
 def latest_event_id() -> int:
-    return StatusEvent.objects.aggregate(latest=Max("id"))["latest"] or 0
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_newest_event_sql()}")
+        return cursor.fetchone()[0] or 0
 
 
 def visible_events(user_pk: Any, admin: bool) -> QuerySet[StatusEvent]:
@@ -66,24 +69,27 @@ def _newest_event_sql() -> str:
     return f"(SELECT MAX({qn(meta.pk.column)}) FROM {qn(meta.db_table)})"  # noqa: S608
 
 
-def open_stream(user_pk: Any, admin: bool) -> Opening:
-    """Re-read access and the cursor (one statement), then the snapshot, in that order.
+def open_with_ticket(ticket: str, client_ip: str | None) -> Opening | None:
+    """A handshake's whole database share: spend ``ticket`` (reading the owner's access),
+    then the cursor and the snapshot. None when the ticket is not good.
 
-    Access is re-read because a revocation committed between the ticket's
-    consumption and the socket joining its groups would otherwise go unheard.
-    The cursor is read before the sessions so the snapshot reflects at least
-    everything up to it; a change that lands in between is also sent live,
-    which is harmless.
+    The socket has joined its user's group before this runs (the ticket names
+    the user), so a revocation committed after the access is read here is
+    heard; see ``consumers.StatusConsumer.connect``.
     """
-    access, newest = read_access_with(user_pk, _newest_event_sql())
-    if access is None:
-        return Opening(None, 0, [])
+    access = tickets.consume(ticket, client_ip=client_ip)
+    if access is None or not access.is_active:
+        return Opening(access, 0, []) if access is not None else None
+    return Opening(access, latest_event_id(), _snapshot(access.user_pk, access.view_all))
+
+
+def _snapshot(user_pk: Any, admin: bool) -> list[dict[str, Any]]:
     sessions = VerificationSession.objects.values_list("session_id", "status", "updated_at")
     if admin:
         sessions = sessions.order_by("-updated_at")[: didit_settings.ADMIN_SNAPSHOT_LIMIT]
     else:
         sessions = sessions.filter(user_id=user_pk).order_by("-updated_at")
-    return Opening(access, newest or 0, [snapshot_entry(*row) for row in sessions])
+    return [snapshot_entry(*row) for row in sessions]
 
 
 def history_batch(user_pk: Any, admin: bool, after: int, upto: int) -> list[dict[str, Any]]:

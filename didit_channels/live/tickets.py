@@ -11,6 +11,13 @@ RETURNING (PostgreSQL, SQLite >= 3.35): two handshakes racing with one ticket
 cannot both see it unused, because the second waits for the first's row lock
 and then finds ``used_at`` set.
 
+A ticket reads ``<user>.<secret>``: the user's primary key (base64url) and
+the 256 random bits. The hash covers both, so the user part cannot be
+changed, and it lets the socket join its user's group *before* the database
+says whether the ticket is good — which is what makes one database round
+trip enough for a handshake (``consumers.StatusConsumer.connect``). It names
+the user to whoever holds the ticket, who is that user.
+
 With ``TICKET_BIND_CLIENT_IP`` on, the ticket also remembers the address that
 asked for it and only opens a socket from that address. Both sides must see
 the same client address: behind a proxy, run the ASGI server with its proxy
@@ -23,6 +30,7 @@ headers option (``daphne --proxy-headers``) and Django with the matching
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import secrets
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -39,8 +48,9 @@ from ..workers import serialized_writes
 from .access import Access, access_sql, normalise_pk, view_all_by_backends
 
 TICKET_BYTES = 32
-# A ticket is 43 characters; anything much longer is not one (and is not hashed).
-MAX_TICKET_LENGTH = 128
+# A ticket's secret is 43 characters and its user part a few dozen; anything
+# much longer is not one (and is not hashed).
+MAX_TICKET_LENGTH = 160
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
         raise ValueError("Tickets are issued to active users only.")
     now = timezone.now()
     ttl = int(didit_settings.TICKET_TTL_SECONDS)
-    ticket = secrets.token_urlsafe(TICKET_BYTES)
+    ticket = f"{_encode_user(user.pk)}.{secrets.token_urlsafe(TICKET_BYTES)}"
     # One transaction (one commit); the clean-up is one plain DELETE: the
     # ORM's delete() collects related objects first, which a ticket has none
     # of, and showed in the profile of the ticket request.
@@ -94,6 +104,25 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
             client_ip=normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None,
         )
     return IssuedTicket(ticket=ticket, expires_in=ttl)
+
+
+def _encode_user(pk: Any) -> str:
+    return base64.urlsafe_b64encode(str(pk).encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def ticket_user(ticket: str | None) -> Any:
+    """The primary key a ticket names (not yet checked: ``consume`` checks), or None
+    when ``ticket`` is not shaped like one."""
+    if not ticket or len(ticket) > MAX_TICKET_LENGTH or ticket.count(".") != 1:
+        return None
+    encoded, secret = ticket.split(".")
+    if not encoded or len(secret) < TICKET_BYTES:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+        return normalise_pk(raw)
+    except (ValueError, ValidationError):  # binascii.Error and UnicodeError are ValueErrors
+        return None
 
 
 def _delete_spent_statement() -> str:
