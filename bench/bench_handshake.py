@@ -3,6 +3,10 @@
 * Sustained rate: 20 clients in a closed loop, each ``POST /didit/api/tickets/``
   (JWT), open the socket with the ticket, read ``hello``, close; repeat. The
   baseline: open a bare socket, read its hello, close. Connects per second.
+  Two more loops say where the time goes: the app's connect alone (tickets
+  issued beforehand), and the bare server's floor for any ticket scheme — a
+  ``POST`` to a bare view answering 256 random bits (no authentication, no
+  database), then a bare connect.
 * Burst: 500 sockets released at once (ticket plus connect each, sockets held
   open until all are done), against 500 bare sockets at once; errors by class
   (``http 500``, ``close 4001``, ``timeout`` ...) and the burst's rate.
@@ -32,6 +36,7 @@ async def sustained(
 ) -> dict:
     cycle = itertools.cycle(tokens)
     clients = [loadgen.HttpClient(s.app.port) for _ in range(CLIENTS)]
+    bare_clients = [loadgen.HttpClient(s.bare.port) for _ in range(CLIENTS)]
     rounds = max(1, total // CLIENTS)
     issued = iter([])
     if which == "app-connect":  # tickets issued beforehand: the socket's share alone
@@ -49,6 +54,12 @@ async def sustained(
             ws, first = await loadgen.open_socket(url, origin=s.origin)
             if first.get("type") != "hello":
                 raise RuntimeError(f"first frame {first.get('type')}")
+        elif which == "bare-ticket":
+            response = await bare_clients[client_index].request("POST", "/ticket/")
+            if response.status != 201:
+                raise RuntimeError(f"bare ticket answered {response.status}")
+            ticket = response.json()["ticket"]
+            ws, _ = await loadgen.open_socket(f"{s.bare_url(f'h{client_index}')}&t={ticket}")
         else:
             ws, _ = await loadgen.open_socket(s.bare_url(f"h{client_index}"))
         elapsed = time.perf_counter() - started
@@ -56,7 +67,7 @@ async def sustained(
         return elapsed
 
     run = await loadgen.closed_loop(CLIENTS, rounds, step, time_limit=60)
-    for client in clients:
+    for client in clients + bare_clients:
         client.close()
     return {
         "rate": len(run.latencies) / run.seconds if run.seconds else 0.0,
@@ -102,8 +113,10 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
     app_rate = loadgen.median(rates["app"])
     bare_rate = loadgen.median(rates["bare"])
     sustained_ratio = bench_support.ratio(app_rate, bare_rate)
-    # Where the time goes: the same loop with tickets issued beforehand.
+    # Where the time goes: the same loop with tickets issued beforehand, and
+    # the bare server's floor for "a request, then a connect".
     connect_only = await sustained(s, tokens, "app-connect", total // 2, users)
+    floor = await sustained(s, tokens, "bare-ticket", total // 2)
 
     await asyncio.sleep(2)
     bare_burst = await burst(s, tokens, "bare", size)
@@ -121,6 +134,11 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
         "sustained errors app / bare": f"{errors['app'] or 'none'} / {errors['bare'] or 'none'}",
         "connect only, ticket issued beforehand, per s": connect_only["rate"],
         "connect only ratio": bench_support.ratio(connect_only["rate"], bare_rate),
+        "floor: bare request + bare connect, per s": floor["rate"],
+        "floor ratio (the best any ticket scheme can do)": bench_support.ratio(
+            floor["rate"], bare_rate
+        ),
+        "app ticket + connect / floor": bench_support.ratio(app_rate, floor["rate"]),
         f"burst {size} ready app / bare": f"{app_burst.ready} / {bare_burst.ready}",
         "burst errors app": app_burst.error_text(),
         "burst errors bare": bare_burst.error_text(),

@@ -2,4 +2,4 @@ from django.urls import path
 
 from . import views
 
-urlpatterns = [path("push/", views.push)]
+urlpatterns = [path("push/", views.push), path("ticket/", views.ticket)]

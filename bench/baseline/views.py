@@ -1,5 +1,7 @@
+import secrets
+
 from channels.layers import get_channel_layer
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .groups import group_name
@@ -19,3 +21,15 @@ async def push(request):
     for name in request.GET.getlist("group") or ["all"]:
         await layer.group_send(group_name(name), {"type": "bench.push", "text": text})
     return HttpResponse(b"ok", content_type="text/plain")
+
+
+@csrf_exempt
+async def ticket(request):
+    """A stand-in ticket endpoint: 256 random bits, no authentication, no database.
+
+    For bench_handshake's floor: "a request, then a connect" on the bare
+    server costs what any ticket scheme costs before doing any work.
+    """
+    if request.method != "POST":
+        return HttpResponse(status=405)
+    return JsonResponse({"ticket": secrets.token_urlsafe(32)}, status=201)
