@@ -23,10 +23,13 @@ itself; every other request goes to the wrapped application unchanged.
         "websocket": websocket_application(),
     })
 
-Without it the Django views at the same URLs answer, the same way. Caveat:
+Without it the Django views at the same URLs answer, the same way. Caveats:
 being ahead of Django, the fast path skips your middleware; anything a
 middleware of yours must see of webhook or API-client ticket traffic (access
-logging, say) belongs at the ASGI server or proxy instead.
+logging, say) belongs at the ASGI server or proxy instead. And the ticket
+view runs without middleware for API clients, so its authentication classes
+must not need one (JWT, token and basic authentication do not);
+``http_application(app, api_tickets=False)`` turns that part off.
 """
 
 from __future__ import annotations
@@ -99,8 +102,9 @@ _UNRESOLVED = object()
 class FastPaths:
     """Serve the app's fast-path URLs (see the module doc); pass everything else to ``inner``."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, *, api_tickets: bool = True) -> None:
         self.inner = inner
+        self.api_tickets = api_tickets
         self._routes: Any = _UNRESOLVED
 
     def routes(self) -> dict[str, Endpoint]:
@@ -110,10 +114,10 @@ class FastPaths:
             from .webhooks.asgi import webhook_endpoint
 
             routes: dict[str, Endpoint] = {}
-            for name, endpoint in (
-                ("didit_channels:webhook", webhook_endpoint),
-                ("didit_channels:ticket-create", ticket_endpoint),
-            ):
+            served = [("didit_channels:webhook", webhook_endpoint)]
+            if self.api_tickets:
+                served.append(("didit_channels:ticket-create", ticket_endpoint))
+            for name, endpoint in served:
                 try:
                     routes[reverse(name)] = endpoint
                 except NoReverseMatch:

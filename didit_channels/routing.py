@@ -39,6 +39,12 @@ def websocket_application() -> Any:
     return OriginValidator(URLRouter(websocket_urlpatterns))
 
 
-def http_application(django_http_application: Any) -> Any:
-    """The site's HTTP application with the app's fast paths in front (``fastpath``)."""
-    return FastPaths(django_http_application)
+def http_application(django_http_application: Any, *, api_tickets: bool = True) -> Any:
+    """The site's HTTP application with the app's fast paths in front (``fastpath``).
+
+    ``api_tickets=False`` leaves ticket requests to Django even from API
+    clients: for sites whose DRF authentication classes need a middleware
+    (``request.session``, a ``request.user`` set by middleware) or whose
+    middleware must see every API request.
+    """
+    return FastPaths(django_http_application, api_tickets=api_tickets)

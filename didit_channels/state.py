@@ -125,12 +125,24 @@ def _create_session(change: StatusChange) -> VerificationSession | None:
     """
     session = VerificationSession(session_id=change.session_id)
     _take_change(session, change)
+    if _writers_exclusive():
+        # No other writer can have inserted it since our SELECT: no savepoint.
+        session.save(force_insert=True)
+        return session
     try:
         with transaction.atomic():
             session.save(force_insert=True)
     except IntegrityError:
         return None
     return session
+
+
+def _writers_exclusive() -> bool:
+    """True when this transaction holds the database's only write lock from its start
+    (SQLite in IMMEDIATE or EXCLUSIVE mode, as the demo configures it)."""
+    return connection.vendor == "sqlite" and str(
+        getattr(connection, "transaction_mode", None) or ""
+    ).upper() in {"IMMEDIATE", "EXCLUSIVE"}
 
 
 def _already_seen(change: StatusChange, delivery: WebhookDelivery | None) -> bool:
@@ -227,14 +239,17 @@ def _finish_delivery(delivery: WebhookDelivery | None, outcome: str, change: Sta
 
 
 def apply_status_change(
-    change: StatusChange, *, delivery: WebhookDelivery | None = None
+    change: StatusChange, *, delivery: WebhookDelivery | None = None, savepoint: bool = True
 ) -> Applied:
     """Apply ``change`` once and in order; publish it after commit.
 
     ``delivery``, when given, gets its outcome in the same transaction, so a
     concurrent copy of the same delivery sees it as soon as it may proceed.
+    ``savepoint=False``, inside a caller's transaction: no savepoint around
+    the change (two statements fewer); if it fails, the caller's whole
+    transaction must be rolled back (the webhook intake does).
     """
-    with serialized_writes(), transaction.atomic():
+    with serialized_writes(), transaction.atomic(savepoint=savepoint):
         session = _locked_session(change.session_id)
         created = None
         if session is None:

@@ -12,6 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from didit_channels.live import tickets
 from didit_channels.live.testing import (
     aissue_ticket,
     disconnect_all,
@@ -237,6 +238,19 @@ class TestSocketCap:
         await sockets.pop().disconnect()
         again, _, _ = await open_socket(application, alice)
         await disconnect_all([*sockets, again])
+
+    async def test_forged_tickets_naming_a_user_hold_none_of_their_slots(self, alice, settings):
+        # A ticket names its user so the socket can join that user's group
+        # before the database answers; the slot is claimed only after it has.
+        configure(settings, MAX_SOCKETS_PER_USER=2)
+        named = tickets._encode_user(alice.pk)
+        forged = [socket_communicator(application, f"{named}.{'x' * 43}") for _ in range(4)]
+        for socket in forged:
+            assert (await socket.connect())[0]
+            await assert_closed_before_any_data(socket, 4001)
+        first, _, _ = await open_socket(application, alice)
+        second, _, _ = await open_socket(application, alice)
+        await disconnect_all([first, second])
 
     async def test_cap_follows_the_setting(self, alice, settings):
         configure(settings, MAX_SOCKETS_PER_USER=1)

@@ -141,3 +141,13 @@ async def test_fast_and_django_paths_answer_alike(alice):
         assert status == 201 and set(json.loads(body)) == {"ticket", "expires_in", "url"}
         status, body, _ = await call(app, authorization="Bearer nope", **extra)
         assert (status, json.loads(body)["code"]) == (401, "token_not_valid")
+
+
+async def test_the_ticket_fast_path_can_be_turned_off(alice):
+    from didit_channels.routing import http_application
+
+    django = Django()
+    status, _, _ = await call(
+        http_application(django, api_tickets=False), authorization=bearer(alice)
+    )
+    assert (status, django.calls) == (299, 1)

@@ -458,12 +458,44 @@ def receive(incoming: Incoming) -> Result:
     database is down): the transport answers 500 so Didit retries.
     """
     now = incoming.received_at if incoming.received_at is not None else time.time()
-    with serialized_writes(), transaction.atomic():
-        delivery = record(incoming)
-        judged = _judge(incoming, delivery, now)
+    try:
+        with serialized_writes(), transaction.atomic():
+            delivery = record(incoming)
+            judged = _judge(incoming, delivery, now)
+    except _NotApplied as failure:
+        return _record_failure(incoming, failure)
     if isinstance(judged, Result):
         return judged
     return _confirm_and_apply(judged, delivery, simple=True)
+
+
+class _NotApplied(Exception):
+    """The apply inside ``receive``'s transaction failed; that transaction is rolled back."""
+
+    def __init__(self, change: state.StatusChange, message: str) -> None:
+        super().__init__(message)
+        self.change = change
+        self.message = message
+
+
+def _record_failure(incoming: Incoming, failure: _NotApplied) -> Result:
+    """Record a delivery whose apply failed, afresh, marked ``error`` (for didit_reprocess)."""
+    with serialized_writes(), transaction.atomic():
+        delivery = record(incoming)
+        _finish(
+            delivery,
+            DeliveryOutcome.ERROR,
+            signature_valid=True,
+            error=failure.message,
+            session_id=failure.change.session_id,
+        )
+        _announce(delivery)
+    logger.error(
+        "Webhook delivery %s recorded as error: session %s was not changed.",
+        delivery.pk,
+        failure.change.session_id,
+    )
+    return Result(500, DeliveryOutcome.ERROR, delivery.pk)
 
 
 def _judge(
@@ -537,7 +569,7 @@ def _judge(
         delivery.headers = {**delivery.headers, "verified_by": "simple"}
         WebhookDelivery.objects.filter(pk=delivery.pk).update(headers=delivery.headers)
         return change
-    return apply(change, delivery)
+    return apply(change, delivery, savepoint=False)
 
 
 def _confirm_and_apply(
@@ -593,19 +625,26 @@ def reprocess(delivery: WebhookDelivery) -> Result:
     return _confirm_and_apply(change, delivery, simple=simple)
 
 
-def apply(change: state.StatusChange, delivery: WebhookDelivery) -> Result:
-    """Hand a judged change to ``state``; a database fault gives 500 and an ``error`` row."""
+def apply(
+    change: state.StatusChange, delivery: WebhookDelivery, *, savepoint: bool = True
+) -> Result:
+    """Hand a judged change to ``state``; a database fault gives 500 and an ``error`` row.
+
+    ``savepoint=False`` (inside ``receive``'s transaction): a failure raises
+    ``_NotApplied`` so ``receive`` rolls back and records the delivery afresh.
+    """
     try:
-        applied = state.apply_status_change(change, delivery=delivery)
+        applied = state.apply_status_change(change, delivery=delivery, savepoint=savepoint)
     except Exception as exc:
-        # Everything inside apply_status_change rolled back; only the mark is left.
         message = f"{type(exc).__name__}: {exc}"
         logger.exception(
-            "Webhook delivery %s for session %s could not be applied; answering 500 so "
+            "Webhook for session %s could not be applied; answering 500 so "
             "Didit retries (or run manage.py didit_reprocess).",
-            delivery.pk,
             change.session_id,
         )
+        if not savepoint:
+            raise _NotApplied(change, message) from exc
+        # Everything inside apply_status_change rolled back; only the mark is left.
         try:
             _finish(
                 delivery,
