@@ -15,7 +15,9 @@ browser's middleware:
   CSRF, CORS — always go through Django.
 
 ``FastPaths`` wraps the site's HTTP application and answers those requests
-itself; every other request goes to the wrapped application unchanged.
+itself (after checking the ``Host`` header against ``ALLOWED_HOSTS``, as
+Django would: 400 otherwise); every other request goes to the wrapped
+application unchanged.
 ``didit_channels.routing.http_application`` does the wrapping::
 
     application = ProtocolTypeRouter({
@@ -34,11 +36,18 @@ must not need one (JWT, token and basic authentication do not);
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.urls import NoReverseMatch, reverse
+
+# Django's own logger for this, so a site's alerting on it covers the fast path.
+host_logger = logging.getLogger("django.security.DisallowedHost")
 
 # (scope, receive, send) -> True when answered; False (before reading anything) to pass.
 Endpoint = Callable[[dict, Any, Any], Awaitable[bool]]
@@ -96,6 +105,16 @@ async def answer_json(send: Any, status: int, payload: dict[str, Any], extra=())
     await send({"type": "http.response.body", "body": body})
 
 
+def host_allowed(scope: dict[str, Any]) -> bool:
+    """``ALLOWED_HOSTS`` checked as Django checks it (``HttpRequest.get_host``)."""
+    try:
+        ASGIRequest(scope, io.BytesIO()).get_host()
+    except DisallowedHost as refusal:
+        host_logger.warning("%s", refusal)
+        return False
+    return True
+
+
 _UNRESOLVED = object()
 
 
@@ -132,5 +151,12 @@ class FastPaths:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         endpoint = self.endpoint_for(scope)
-        if endpoint is None or not await endpoint(scope, receive, send):
+        if endpoint is None:
+            await self.inner(scope, receive, send)
+            return
+        # What CommonMiddleware would refuse (the Host header) is refused here too.
+        if not host_allowed(scope):
+            await answer_json(send, 400, {"detail": "Bad Request"})
+            return
+        if not await endpoint(scope, receive, send):
             await self.inner(scope, receive, send)

@@ -48,6 +48,7 @@ def bearer(user) -> str:
 
 
 async def call(app, method: str = "POST", body: bytes = b"", **headers: str):
+    headers = {"host": "127.0.0.1", **headers}
     pairs = [(name.replace("_", "-").lower().encode(), v.encode()) for name, v in headers.items()]
     communicator = HttpCommunicator(app, method, URL, body=body, headers=pairs)
     response = await communicator.get_response(timeout=10)
@@ -124,9 +125,7 @@ async def test_the_throttle_counts_both_paths_together(alice, settings):
     app = demo_application()
     fast = [(await call(app, authorization=bearer(alice)))[0] for _ in range(2)]
     # With an Origin header the request takes Django's full stack.
-    slow, _, _ = await call(
-        app, authorization=bearer(alice), origin="http://127.0.0.1", host="127.0.0.1"
-    )
+    slow, _, _ = await call(app, authorization=bearer(alice), origin="http://127.0.0.1")
     status, _, headers = await call(app, authorization=bearer(alice))
     assert (fast, slow, status) == ([201, 201], 201, 429)
     assert int(headers[b"retry-after"]) > 0
@@ -136,7 +135,7 @@ async def test_the_throttle_counts_both_paths_together(alice, settings):
 async def test_fast_and_django_paths_answer_alike(alice):
     app = demo_application()
     token = bearer(alice)
-    for extra in ({}, {"origin": "http://127.0.0.1", "host": "127.0.0.1"}):
+    for extra in ({}, {"origin": "http://127.0.0.1"}):
         status, body, _ = await call(app, authorization=token, **extra)
         assert status == 201 and set(json.loads(body)) == {"ticket", "expires_in", "url"}
         status, body, _ = await call(app, authorization="Bearer nope", **extra)
@@ -151,3 +150,10 @@ async def test_the_ticket_fast_path_can_be_turned_off(alice):
         http_application(django, api_tickets=False), authorization=bearer(alice)
     )
     assert (status, django.calls) == (299, 1)
+
+
+async def test_a_host_outside_allowed_hosts_gets_no_ticket(alice):
+    django = Django()
+    status, _, _ = await call(FastPaths(django), authorization=bearer(alice), host="evil.example")
+    assert (status, django.calls) == (400, 0)
+    assert await ConnectionTicket.objects.acount() == 0

@@ -25,7 +25,8 @@ def application():
 
 
 async def call(method: str, path: str, body: bytes = b"", headers: dict | None = None):
-    pairs = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    headers = {"Host": "127.0.0.1", **(headers or {})}
+    pairs = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
     pairs.append((b"content-type", b"application/json"))
     communicator = HttpCommunicator(application(), method, path, body=body, headers=pairs)
     response = await communicator.get_response(timeout=10)
@@ -126,3 +127,14 @@ async def test_an_accepted_webhook_is_published_to_owner_and_admins_and_a_forged
         assert message["frame"]["status"] == "Approved"
     # Nothing else (the forged request) was published.
     assert layer.channels.get(admins) is None or layer.channels[admins].qsize() == 0
+
+
+async def test_a_host_outside_allowed_hosts_is_refused_and_nothing_is_recorded(alice, caplog):
+    body, headers = signed_webhook(status_payload("fast-host", "Approved"), WEBHOOK_SECRET)
+    with caplog.at_level("WARNING", logger="django.security.DisallowedHost"):
+        status, answer, _ = await call(
+            "POST", "/didit/webhook/", body, {**headers, "Host": "evil.example"}
+        )
+    assert status == 400 and json.loads(answer) == {"detail": "Bad Request"}
+    assert "evil.example" in caplog.text
+    assert await WebhookDelivery.objects.acount() == 0
