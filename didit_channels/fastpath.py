@@ -110,7 +110,7 @@ def host_allowed(scope: dict[str, Any]) -> bool:
     try:
         ASGIRequest(scope, io.BytesIO()).get_host()
     except DisallowedHost as refusal:
-        host_logger.warning("%s", refusal)
+        host_logger.error("%s", refusal)  # the level Django logs it at
         return False
     return True
 
