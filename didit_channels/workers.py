@@ -12,8 +12,8 @@ long as the process; a SQLite connection kept by such a thread is a file
 handle, not a server resource, and opening one costs more than the queries
 of a socket's handshake (Python-level setup: functions registered, PRAGMAs
 run; profiled: ``scripts/profile_hotpaths.py handshake``). So on SQLite a
-worker keeps its connection while it is usable, whatever ``CONN_MAX_AGE``
-says; every other database follows ``CONN_MAX_AGE`` exactly (with a
+worker keeps its connection until a database error occurs on it, whatever
+``CONN_MAX_AGE`` says; every other database follows ``CONN_MAX_AGE`` exactly (with a
 connection pool, closing returns the connection to the pool).
 
 ``serialized_writes`` queues this process's SQLite writers on a lock of its
@@ -43,6 +43,11 @@ def tidy_connections() -> None:
     """Close this thread's connections that are broken or (except SQLite's) past their age."""
     for connection in connections.all(initialized_only=True):
         if connection.vendor == "sqlite":
+            if connection.errors_occurred:
+                # Django's SQLite backend calls every connection usable; after a
+                # database error this one is not trusted to be.
+                connection.close()
+                continue
             connection.close_at = None  # no maximum age: kept while usable (module doc)
         connection.close_if_unusable_or_obsolete()
 
