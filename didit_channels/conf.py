@@ -57,6 +57,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SOCKETS_PER_USER": 10,
     "MAX_CONNECTION_AGE_SECONDS": 3600,
     "MAX_CLIENT_FRAME_BYTES": 4096,
+    # Client frames a socket may send: a burst of this many, then this many per
+    # second; beyond it a frame is answered {"type": "error", "code":
+    # "rate_limited"} and not acted on (a resume reads the database). None: no limit.
+    "CLIENT_FRAME_BURST": 20,
+    "CLIENT_FRAMES_PER_SECOND": 2.0,
     # Bytes the server may hold for a client that is not reading (beyond the
     # kernel's buffers); past it the socket is closed (1013) rather than the
     # process's memory growing with every push (live/transport.py).

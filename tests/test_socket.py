@@ -5,6 +5,7 @@ Every test runs on the in-memory layer and on real Redis (``any_layer``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -216,6 +217,28 @@ class TestFrames:
         assert len(frame.encode()) == 4096
         await socket.send_to(text_data=frame)
         assert await socket.receive_json_from() == {"type": "pong"}
+        await socket.disconnect()
+
+    async def test_a_flood_of_frames_is_answered_rate_limited_and_the_socket_stays_open(
+        self, alice, settings
+    ):
+        configure(settings, CLIENT_FRAME_BURST=3, CLIENT_FRAMES_PER_SECOND=0.1)
+        socket, _, _ = await open_socket(application, alice)
+        answers = []
+        for _ in range(3):
+            await socket.send_json_to({"type": "ping"})
+            answers.append((await socket.receive_json_from())["type"])
+        # Over the burst: a resume (a database read) is refused, not performed.
+        await socket.send_json_to({"type": "resume", "after": 0})
+        refused = await socket.receive_json_from()
+        assert answers == ["pong"] * 3
+        assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+        assert await socket.receive_nothing(0.2)
+        # Tokens come back at the configured rate; the socket was never closed.
+        configure(settings, CLIENT_FRAME_BURST=3, CLIENT_FRAMES_PER_SECOND=1000)
+        await asyncio.sleep(0.05)
+        await socket.send_json_to({"type": "resume", "after": 0})
+        assert (await socket.receive_json_from())["type"] == "resumed"
         await socket.disconnect()
 
     async def test_frame_over_4_kib_closes_1009(self, alice):

@@ -107,6 +107,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._lifetime_task: asyncio.Task | None = None
         self._unsent: Any = None  # live/transport.py: None when the server cannot tell
         self._watch: catchup.Watch | None = None
+        self._frame_tokens: float | None = None  # _frame_allowed
+        self._frame_checked_at = 0.0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first awaits aclose_old_connections(), a hop
@@ -228,6 +230,9 @@ class StatusConsumer(AsyncWebsocketConsumer):
             logger.info("Closing a socket of user %s: a %d-byte frame.", self.user_pk, size)
             await self._close(CLOSE_TOO_BIG)
             return
+        if not self._frame_allowed():
+            await self._error("rate_limited", "Too many frames; slow down.")
+            return
         if text is None:
             await self._error("binary_frame", "Frames are JSON text, not binary.")
             return
@@ -245,6 +250,26 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._resume(content.get("after"))
         else:
             await self._error("unknown_type", 'Known types are "ping" and "resume".')
+
+    def _frame_allowed(self) -> bool:
+        """A token bucket per socket: ``CLIENT_FRAME_BURST`` at once, then
+        ``CLIENT_FRAMES_PER_SECOND``. A client flooding resumes (each a database
+        read) or pings gets error frames instead of the server's work."""
+        rate = didit_settings.CLIENT_FRAMES_PER_SECOND
+        burst = didit_settings.CLIENT_FRAME_BURST
+        if rate is None or burst is None:
+            return True
+        now = asyncio.get_running_loop().time()
+        if self._frame_tokens is None:
+            self._frame_tokens = float(burst)
+        else:
+            elapsed = now - self._frame_checked_at
+            self._frame_tokens = min(float(burst), self._frame_tokens + elapsed * float(rate))
+        self._frame_checked_at = now
+        if self._frame_tokens < 1:
+            return False
+        self._frame_tokens -= 1
+        return True
 
     async def _resume(self, after: Any) -> None:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
