@@ -448,8 +448,8 @@ def receive(incoming: Incoming) -> Result:
     """Record, judge and apply one webhook request. Never raises for bad input.
 
     One transaction, one commit: the delivery row, its outcome and the change
-    it brings (an apply that fails rolls back to a savepoint, and the
-    delivery is kept, marked ``error``). On SQLite, this process's writers
+    it brings (an apply that fails rolls the transaction back, and the
+    delivery is recorded afresh, marked ``error``). On SQLite, this process's writers
     take turns (``workers.serialized_writes``). A delivery signed with
     ``X-Signature-Simple`` is committed first, then its decision is fetched
     from Didit outside any transaction, then applied.
