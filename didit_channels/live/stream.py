@@ -80,7 +80,10 @@ def open_with_ticket(ticket: str, client_ip: str | None) -> Opening | None:
     access = tickets.consume(ticket, client_ip=client_ip)
     if access is None or not access.is_active:
         return Opening(access, 0, []) if access is not None else None
-    return Opening(access, latest_event_id(), _snapshot(access.user_pk, access.view_all))
+    # The cursor before the sessions: the snapshot then reflects at least
+    # everything up to it (a change landing in between is also sent live).
+    cursor = latest_event_id()
+    return Opening(access, cursor, _snapshot(access.user_pk, access.view_all))
 
 
 def _snapshot(user_pk: Any, admin: bool) -> list[dict[str, Any]]:
