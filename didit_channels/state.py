@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from .live.groups import Prev, publish_status
 from .live.messages import status_frame
+from .live.stream import newest_event_sql
 from .models import StatusEvent, VerificationSession, WebhookDelivery
 from .models.deliveries import DeliveryOutcome
 from .signals import session_status_changed
@@ -201,17 +202,11 @@ def record_event(
 
 def _newest_before(user_id: Any) -> Prev:
     """The newest history id, and the newest of ``user_id``'s: one round trip, both indexed."""
-    qn = connection.ops.quote_name
-    meta = StatusEvent._meta
-    table, pk = qn(meta.db_table), qn(meta.pk.column)
-    user_column = qn(meta.get_field("user").column)
-    # Identifiers from the model's _meta, quoted; the user id is a parameter.
-    sql = (
-        f"SELECT (SELECT MAX({pk}) FROM {table}), "  # noqa: S608
-        f"(SELECT MAX({pk}) FROM {table} WHERE {user_column} = %s)"
-    )
+    user_pk = StatusEvent._meta.get_field("user").get_db_prep_value(user_id, connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [meta.get_field("user").get_db_prep_value(user_id, connection)])
+        cursor.execute(
+            f"SELECT {newest_event_sql()}, {newest_event_sql(of_one_user=True)}", [user_pk]
+        )
         overall, owner = cursor.fetchone()
     return Prev(overall=overall, owner=owner if user_id is not None else None)
 

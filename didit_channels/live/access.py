@@ -148,37 +148,26 @@ def view_all_by_backends(user_pk: Any) -> bool:
 
 def read_access(user_pk: Any) -> Access | None:
     """The user's standing now, in one query; None when the user no longer exists."""
-    return read_access_with(user_pk, "NULL")[0]
-
-
-@functools.lru_cache(maxsize=16)
-def _access_statement(vendor: str, user_model: Any, mixin: bool, extra_sql: str) -> tuple:
-    # Keyed by what the SQL depends on; built once per process, not per socket.
-    qn = connection.ops.quote_name
-    pk_ref = f"u0.{qn(user_model._meta.pk.column)}"
-    active_sql, view_all_sql, view_all_params = access_sql(pk_ref)
-    sql = (
-        f"SELECT {active_sql}, {view_all_sql}, {extra_sql} "
-        f"FROM {qn(user_model._meta.db_table)} u0 WHERE {pk_ref} = %s"
-    )
-    return sql, tuple(view_all_params)
-
-
-def read_access_with(user_pk: Any, extra_sql: str) -> tuple[Access | None, Any]:
-    """``read_access`` and the value of ``extra_sql`` (an SQL expression of the caller's,
-    without parameters, such as a scalar subquery) read in the same statement.
-
-    The value is None when the user no longer exists.
-    """
     user_model = get_user_model()
-    sql, view_all_params = _access_statement(
-        connection.vendor, user_model, has_permissions_mixin(), extra_sql
-    )
+    sql, view_all_params = _access_statement(connection.vendor, user_model, has_permissions_mixin())
     with connection.cursor() as cursor:
         db_pk = user_model._meta.pk.get_db_prep_value(user_pk, connection)
         cursor.execute(sql, [*view_all_params, db_pk])
         row = cursor.fetchone()
     if row is None or row[0] is None:
-        return None, None
+        return None
     view_all = bool(row[1]) if row[1] is not None else view_all_by_backends(user_pk)
-    return Access(user_pk=user_pk, is_active=bool(row[0]), view_all=view_all), row[2]
+    return Access(user_pk=user_pk, is_active=bool(row[0]), view_all=view_all)
+
+
+@functools.lru_cache(maxsize=16)
+def _access_statement(vendor: str, user_model: Any, mixin: bool) -> tuple[str, tuple]:
+    # Keyed by what the SQL depends on; built once per process, not per socket.
+    qn = connection.ops.quote_name
+    pk_ref = f"u0.{qn(user_model._meta.pk.column)}"
+    active_sql, view_all_sql, view_all_params = access_sql(pk_ref)
+    sql = (
+        f"SELECT {active_sql}, {view_all_sql} "
+        f"FROM {qn(user_model._meta.db_table)} u0 WHERE {pk_ref} = %s"
+    )
+    return sql, tuple(view_all_params)

@@ -50,7 +50,7 @@ class Opening:
 
 def latest_event_id() -> int:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_newest_event_sql()}")
+        cursor.execute(f"SELECT {newest_event_sql()}")
         return cursor.fetchone()[0] or 0
 
 
@@ -62,11 +62,14 @@ def visible_events(user_pk: Any, admin: bool) -> QuerySet[StatusEvent]:
     return events.select_related("session").only(*_EVENT_FIELDS).order_by("id")
 
 
-def _newest_event_sql() -> str:
+def newest_event_sql(*, of_one_user: bool = False) -> str:
+    """``(SELECT MAX(id) ...)`` over the history, as a scalar subquery; with
+    ``of_one_user``, only the events of the user given as its ``%s``."""
     qn = connection.ops.quote_name
     meta = StatusEvent._meta
-    # Identifiers from the model's _meta, quoted; no values.
-    return f"(SELECT MAX({qn(meta.pk.column)}) FROM {qn(meta.db_table)})"  # noqa: S608
+    where = f" WHERE {qn(meta.get_field('user').column)} = %s" if of_one_user else ""
+    # Identifiers from the model's _meta, quoted; values are parameters.
+    return f"(SELECT MAX({qn(meta.pk.column)}) FROM {qn(meta.db_table)}{where})"  # noqa: S608
 
 
 def open_with_ticket(ticket: str, client_ip: str | None) -> Opening | None:
