@@ -44,13 +44,16 @@ from typing import Any
 
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 
 # Django's own logger for this, so a site's alerting on it covers the fast path.
 host_logger = logging.getLogger("django.security.DisallowedHost")
 
-# (scope, receive, send) -> True when answered; False (before reading anything) to pass.
-Endpoint = Callable[[dict, Any, Any], Awaitable[bool]]
+# (scope, receive, send, request) -> True when answered; False (before reading
+# anything) to pass. ``request``: the request's headers as Django reads them
+# (an ``ASGIRequest`` without its body, which the endpoint reads itself).
+Endpoint = Callable[[dict, Any, Any, HttpRequest], Awaitable[bool]]
 
 
 def strip_root(scope: dict[str, Any]) -> str:
@@ -59,14 +62,6 @@ def strip_root(scope: dict[str, Any]) -> str:
     if root and path.startswith(root):
         path = path[len(root) :]
     return path
-
-
-def header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    """The first value of request header ``name`` (lower case), or None."""
-    for raw_name, value in scope.get("headers", []):
-        if raw_name.lower() == name:
-            return value
-    return None
 
 
 async def read_limited(receive: Any, limit: int) -> tuple[bytes | None, int] | None:
@@ -105,10 +100,10 @@ async def answer_json(send: Any, status: int, payload: dict[str, Any], extra=())
     await send({"type": "http.response.body", "body": body})
 
 
-def host_allowed(scope: dict[str, Any]) -> bool:
+def host_allowed(request: HttpRequest) -> bool:
     """``ALLOWED_HOSTS`` checked as Django checks it (``HttpRequest.get_host``)."""
     try:
-        ASGIRequest(scope, io.BytesIO()).get_host()
+        request.get_host()
     except DisallowedHost as refusal:
         host_logger.error("%s", refusal)  # the level Django logs it at
         return False
@@ -154,9 +149,10 @@ class FastPaths:
         if endpoint is None:
             await self.inner(scope, receive, send)
             return
+        request = ASGIRequest(scope, io.BytesIO())
         # What CommonMiddleware would refuse (the Host header) is refused here too.
-        if not host_allowed(scope):
+        if not host_allowed(request):
             await answer_json(send, 400, {"detail": "Bad Request"})
             return
-        if not await endpoint(scope, receive, send):
+        if not await endpoint(scope, receive, send, request):
             await self.inner(scope, receive, send)

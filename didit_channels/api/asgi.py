@@ -20,9 +20,10 @@ import logging
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest
 from django.utils.log import log_response
 
-from ..fastpath import answer_json, header, read_limited
+from ..fastpath import answer_json, read_limited
 from ..workers import in_worker
 
 logger = logging.getLogger("didit_channels.api")
@@ -31,13 +32,14 @@ logger = logging.getLogger("didit_channels.api")
 MAX_BODY_BYTES = 16 * 1024
 
 
-def is_api_client(scope: dict[str, Any]) -> bool:
+def is_api_client(request: HttpRequest) -> bool:
     """A request with credentials in ``Authorization`` that no browser context sent."""
+    headers = request.headers
     return (
-        scope.get("method") == "POST"
-        and bool(header(scope, b"authorization"))
-        and header(scope, b"cookie") is None
-        and header(scope, b"origin") is None
+        request.method == "POST"
+        and bool(headers.get("Authorization"))
+        and "Cookie" not in headers
+        and "Origin" not in headers
     )
 
 
@@ -66,8 +68,10 @@ def _respond(scope: dict[str, Any], body: bytes) -> Any:
     return response
 
 
-async def ticket_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> bool:
-    if not is_api_client(scope):
+async def ticket_endpoint(
+    scope: dict[str, Any], receive: Any, send: Any, request: HttpRequest
+) -> bool:
+    if not is_api_client(request):
         return False
     read = await read_limited(receive, MAX_BODY_BYTES)
     if read is None:

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError
-from django.http.request import HttpHeaders
+from django.http import HttpRequest
 
 from ..conf import didit_settings
 from ..fastpath import answer_json, read_limited
@@ -23,18 +23,6 @@ from ..workers import in_worker
 from . import intake
 
 logger = logging.getLogger("didit_channels.webhooks")
-
-
-def _meta_from_scope(scope: dict[str, Any]) -> dict[str, str]:
-    """Request headers in ``request.META`` form, so ``HttpHeaders`` can read them."""
-    meta: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", []):
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        if name not in HttpHeaders.UNPREFIXED_HEADERS:
-            name = "HTTP_" + name
-        value = raw_value.decode("latin-1")
-        meta[name] = f"{meta[name]},{value}" if name in meta else value
-    return meta
 
 
 Publication = tuple[dict[str, Any], "Prev | None"]
@@ -51,14 +39,15 @@ def _receive_in_worker(incoming: intake.Incoming) -> tuple[int, dict[str, Any], 
         return 500, {"outcome": "error"}, []
 
 
-async def webhook_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> bool:
+async def webhook_endpoint(
+    scope: dict[str, Any], receive: Any, send: Any, request: HttpRequest
+) -> bool:
     """The webhook as a bare ASGI HTTP endpoint (same answers as the Django view)."""
-    if scope.get("method") != "POST":
+    if request.method != "POST":
         await answer_json(send, 405, {"detail": "Method not allowed."}, [(b"allow", b"POST")])
         return True
-    meta = _meta_from_scope(scope)
     limit = int(didit_settings.WEBHOOK_MAX_BODY_BYTES)
-    declared = intake.declared_length(meta.get("CONTENT_LENGTH"))
+    declared = intake.declared_length(request.META.get("CONTENT_LENGTH"))
     if declared is not None and declared > limit:
         body, size = None, min(declared, intake.MAX_BODY_SIZE_FIELD)
     else:
@@ -70,7 +59,7 @@ async def webhook_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> bo
     incoming = intake.Incoming(
         body=body,
         body_size=size,
-        headers=HttpHeaders(meta),
+        headers=request.headers,
         remote_addr=str(client[0]) if client else None,
     )
     # In a worker thread (didit_channels.workers): a burst must not queue
