@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from didit_channels.testing import signed_webhook, status_payload
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET, service_unavailable
-from tests.servers import fetch_ticket, subprocess_database_url
+from tests.servers import fetch_ticket, stop_process, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SETTINGS = "tests.faults_site_settings"
@@ -219,12 +219,7 @@ class DaphneProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process)
 
     def close(self) -> None:
         self.stop()

@@ -80,14 +80,19 @@ def daphne(env: dict[str, str], *, log_path: Path | None = None) -> Iterator[str
             time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
         if not keep_log:
             log_path.unlink(missing_ok=True)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def fetch_ticket(base: str, user) -> str:

@@ -34,7 +34,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 
 from tests.conftest import ENCRYPTION_KEY, WEBHOOK_SECRET
-from tests.servers import subprocess_database_url
+from tests.servers import stop_process, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "make_dev_cert.py"
@@ -100,12 +100,7 @@ def tls_daphne(tls_dir: Path, env: dict[str, str]) -> Iterator[str]:
             time.sleep(0.1)
         yield f"https://127.0.0.1:{found.group(1)}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process)
         log.close()
         os.unlink(log.name)
 
