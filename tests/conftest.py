@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
+from django.utils import timezone
 
 from didit_channels.testing import signed_webhook, status_payload
 
@@ -83,6 +84,33 @@ def _clear_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+def apply_now(session_id: str, status: str, user=None, **extra):
+    """Apply a change happening now through the one real path; returns its history row."""
+    from didit_channels import state
+
+    applied = state.apply_status_change(
+        state.StatusChange(
+            session_id=session_id,
+            status=status,
+            occurred_at=timezone.now(),
+            dedupe_key=f"test:{uuid.uuid4()}",
+            user=user,
+            **extra,
+        )
+    )
+    assert applied.result is state.ApplyResult.APPLIED
+    return applied.event
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """For modules that create users in every test: the default hasher costs ~0.25 s each.
+
+    Not for users a separate server process must log in (its hashers are the default).
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

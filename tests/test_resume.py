@@ -9,42 +9,25 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 
 import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
-from django.utils import timezone
 
 from didit_channels import state
 from didit_channels.live import stream
 from didit_channels.live.testing import open_socket
 from didit_channels.signals import session_status_changed
 from project.asgi import application
+from tests.conftest import apply_now
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("any_layer")]
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Users are created for every test; the default hasher costs ~0.25 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("any_layer", "fast_password_hashing"),
+]
 
 
-def apply_change(session_id: str, status: str, user=None):
-    applied = state.apply_status_change(
-        state.StatusChange(
-            session_id=session_id,
-            status=status,
-            occurred_at=timezone.now(),
-            dedupe_key=f"test:{uuid.uuid4()}",
-            user=user,
-        )
-    )
-    return applied.event
-
-
-change = database_sync_to_async(apply_change)
+change = database_sync_to_async(apply_now)
 
 
 async def replay(socket, after: int) -> tuple[list[dict], dict]:
@@ -166,7 +149,7 @@ async def test_resuming_client_never_skips_a_lower_id_that_commits_late(alice):
 
     def run(session_id: str) -> None:
         try:
-            apply_change(session_id, "Approved", user=alice)
+            apply_now(session_id, "Approved", user=alice)
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:

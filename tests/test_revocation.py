@@ -14,16 +14,13 @@ from django.contrib.auth.models import Group, Permission
 from didit_channels.live.testing import disconnect_all, open_socket
 from project.asgi import application
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("any_layer")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("any_layer", "fast_password_hashing"),
+]
 
 # The contract's deadline, used as the receive timeout.
 DEADLINE = 1.0
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Users are created for every test; the default hasher costs ~0.25 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def view_all() -> Permission:

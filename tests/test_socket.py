@@ -23,13 +23,10 @@ from didit_channels.live.testing import (
 from didit_channels.models import ConnectionTicket
 from project.asgi import application
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("any_layer")]
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Users are created for every test; the default hasher costs ~0.25 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("any_layer", "fast_password_hashing"),
+]
 
 
 def configure(settings, **values) -> None:

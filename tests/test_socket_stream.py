@@ -21,33 +21,18 @@ from didit_channels.live.groups import user_group
 from didit_channels.live.testing import disconnect_all, open_socket
 from didit_channels.models import StatusEvent, VerificationSession
 from project.asgi import application
+from tests.conftest import apply_now
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("any_layer")]
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Users are created for every test; the default hasher costs ~0.25 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("any_layer", "fast_password_hashing"),
+]
 
 
 QUIET = 0.2  # how long "hears nothing" listens
 
 
-@database_sync_to_async
-def change(session_id: str, status: str, user=None, **extra) -> StatusEvent:
-    applied = state.apply_status_change(
-        state.StatusChange(
-            session_id=session_id,
-            status=status,
-            occurred_at=timezone.now(),
-            dedupe_key=f"test:{uuid.uuid4()}",
-            user=user,
-            **extra,
-        )
-    )
-    assert applied.result is state.ApplyResult.APPLIED
-    return applied.event
+change = database_sync_to_async(apply_now)
 
 
 @database_sync_to_async

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission
-from django.core.cache import cache
 from django.db import connection
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
@@ -20,19 +19,7 @@ from didit_channels.models import ConnectionTicket
 
 URL = "/didit/api/tickets/"
 
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Users are created for every test; the default hasher costs ~0.25 s each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle():
-    # The throttle counts in the cache, keyed by user pk, which tests reuse.
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fast_password_hashing")
 
 
 def view_all_permission() -> Permission:

@@ -12,7 +12,6 @@ import json
 
 import pytest
 from channels.testing import HttpCommunicator
-from django.core.cache import cache
 from rest_framework_simplejwt.tokens import AccessToken
 
 from didit_channels.fastpath import FastPaths
@@ -22,13 +21,6 @@ from didit_channels.models import ConnectionTicket
 pytestmark = pytest.mark.django_db(transaction=True)
 
 URL = "/didit/api/tickets/"
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 class Django:
