@@ -55,7 +55,10 @@ class Prev(NamedTuple):
 
 
 def status_message(
-    frame: dict[str, Any], prev_id: int | None, audience: str | None = None
+    frame: dict[str, Any],
+    prev_id: int | None,
+    audience: str | None = None,
+    text: str | None = None,
 ) -> dict[str, Any]:
     """Layer message for a status frame, for one audience's group.
 
@@ -73,7 +76,7 @@ def status_message(
         "frame": frame,
         "prev": prev_id,
         "audience": audience,
-        "text": encode_frame(frame),
+        "text": text if text is not None else encode_frame(frame),
     }
 
 
@@ -88,12 +91,13 @@ async def apublish_status(frame: dict[str, Any], prev: Prev | None) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    text = encode_frame(frame)  # once for both copies
     sends = []
     if frame.get("user") is not None:
         owner_prev = prev.owner if prev is not None else None
-        sends.append((user_group(frame["user"]), status_message(frame, owner_prev, USER)))
+        sends.append((user_group(frame["user"]), status_message(frame, owner_prev, USER, text)))
     overall_prev = prev.overall if prev is not None else None
-    sends.append((admin_group(), status_message(frame, overall_prev, ADMIN)))
+    sends.append((admin_group(), status_message(frame, overall_prev, ADMIN, text)))
     for group, message in sends:
         try:
             await layer.group_send(group, message)
