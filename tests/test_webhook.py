@@ -22,7 +22,7 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
-from django.db import OperationalError, connection, connections
+from django.db import connection, connections
 from django.test import Client, RequestFactory, TestCase
 
 from didit_channels.live.groups import admin_group, user_group
@@ -33,6 +33,7 @@ from didit_channels.testing import signed_webhook, status_payload
 from didit_channels.webhooks import views
 
 from .conftest import WEBHOOK_SECRET
+from .dbfaults import DELIVERIES, EVENTS, inserts_fail
 
 URL = "/didit/webhook/"
 
@@ -471,22 +472,11 @@ class TestTooLarge:
 # --- 500 -----------------------------------------------------------------------
 
 
-def fail_on(fragment: str):
-    """A database that fails every statement containing ``fragment`` (fault injection)."""
-
-    def wrapper(execute, sql, params, many, context):
-        if fragment in sql:
-            raise OperationalError("simulated: server closed the connection unexpectedly")
-        return execute(sql, params, many, context)
-
-    return connection.execute_wrapper(wrapper)
-
-
 class TestServerFault:
     def test_database_down_during_apply_is_500_and_leaves_an_error_row(
         self, post_webhook, received
     ):
-        with fail_on('INSERT INTO "didit_channels_statusevent"'):
+        with inserts_fail(EVENTS):
             response = post_webhook(status_payload("s", "Approved", event_id="ev-1"))
 
         assert response.status_code == 500
@@ -504,7 +494,7 @@ class TestServerFault:
     # Outside a test transaction: a failed statement would poison it.
     @pytest.mark.django_db(transaction=True)
     def test_database_down_before_recording_is_500(self, post_webhook):
-        with fail_on("didit_channels_webhookdelivery"):
+        with inserts_fail(DELIVERIES):
             response = post_webhook(status_payload("s", "Approved"))
         assert response.status_code == 500
         assert response.json() == {"outcome": "error"}
@@ -535,7 +525,7 @@ class TestServerFault:
 
     def test_atomic_requests_do_not_roll_back_the_delivery_row(self, post_webhook, monkeypatch):
         monkeypatch.setitem(connections.settings["default"], "ATOMIC_REQUESTS", True)
-        with fail_on('INSERT INTO "didit_channels_statusevent"'):
+        with inserts_fail(EVENTS):
             response = post_webhook(status_payload("s", "Approved"))
         assert response.status_code == 500
         assert only_delivery().outcome == DeliveryOutcome.ERROR
@@ -584,7 +574,7 @@ class TestDeliveryLog:
         with caplog.at_level(logging.DEBUG, logger="didit_channels"):
             post_raw(client, body, headers)  # accepted
             post_raw(client, body, {**headers, "X-Signature": "0" * 64, "X-Signature-V2": "1" * 64})
-            with fail_on('INSERT INTO "didit_channels_statusevent"'):
+            with inserts_fail(EVENTS):
                 post_raw(client, *signed_webhook({**payload, "session_id": "t"}, WEBHOOK_SECRET))
         text = caplog.text
         assert "didit_channels.webhooks" in {record.name for record in caplog.records}

@@ -9,25 +9,13 @@ import time
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError, connection
 
 from didit_channels.models import StatusEvent, VerificationSession, WebhookDelivery
 from didit_channels.models.deliveries import DeliveryOutcome
 from didit_channels.testing import status_payload
 
 from .conftest import WEBHOOK_SECRET
-
-
-def fail_on(fragment: str):
-    def wrapper(execute, sql, params, many, context):
-        if fragment in sql:
-            raise OperationalError("simulated: database unavailable")
-        return execute(sql, params, many, context)
-
-    return connection.execute_wrapper(wrapper)
-
-
-EVENT_INSERT = 'INSERT INTO "didit_channels_statusevent"'
+from .dbfaults import EVENTS, inserts_fail
 
 
 def run(*args: str) -> str:
@@ -39,7 +27,7 @@ def run(*args: str) -> str:
 @pytest.mark.django_db
 class TestReprocess:
     def failed_delivery(self, post_webhook, payload) -> WebhookDelivery:
-        with fail_on(EVENT_INSERT):
+        with inserts_fail(EVENTS):
             assert post_webhook(payload).status_code == 500
         return WebhookDelivery.objects.get(outcome=DeliveryOutcome.ERROR)
 
@@ -85,7 +73,7 @@ class TestReprocess:
 
     def test_still_failing_exits_non_zero(self, post_webhook):
         self.failed_delivery(post_webhook, status_payload("s", "Approved"))
-        with fail_on(EVENT_INSERT), pytest.raises(CommandError, match="still failing"):
+        with inserts_fail(EVENTS), pytest.raises(CommandError, match="still failing"):
             run("didit_reprocess")
         assert WebhookDelivery.objects.get().outcome == DeliveryOutcome.ERROR
 
@@ -98,7 +86,7 @@ class TestReprocess:
 
     def test_limit_and_ids(self, post_webhook):
         first = self.failed_delivery(post_webhook, status_payload("a", "Approved"))
-        with fail_on(EVENT_INSERT):
+        with inserts_fail(EVENTS):
             post_webhook(status_payload("b", "Approved"))
         assert run("didit_reprocess", "--limit", "1").count(": accepted") == 1
         first.refresh_from_db()
