@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_ALLOW_SIMPLE_SIGNATURE": False,
     # Dotted path of ``callable(payload: dict) -> user | None``.
     "USER_RESOLVER": "didit_channels.users.resolve_user_from_vendor_data",
+    # On PostgreSQL, a verified webhook is recorded and applied by one call to a
+    # database function (migration 0003; state_postgres.py) instead of twelve
+    # statements. False: the Python path every other database takes.
+    "WEBHOOK_ONE_ROUND_TRIP": True,
     # --- Didit API ------------------------------------------------------
     "API_KEY": "",
     "WORKFLOW_ID": "",

@@ -10,6 +10,8 @@ from django.utils.module_loading import import_string
 
 from .conf import didit_settings
 
+DEFAULT_RESOLVER = "didit_channels.users.resolve_user_from_vendor_data"
+
 
 def resolve_user_from_vendor_data(payload: dict[str, Any]):
     """Default resolver: ``vendor_data`` holds the user's primary key as a string.
@@ -18,14 +20,23 @@ def resolve_user_from_vendor_data(payload: dict[str, Any]):
     key of an existing user resolves to None, and the session is stored
     unassigned (only the admin audience hears of it).
     """
+    pk = vendor_data_pk(payload)
+    if pk is None:
+        return None
+    try:
+        # Only the key is needed to assign the session; skip loading the row.
+        return get_user_model()._default_manager.filter(pk=pk).only("pk").first()
+    except (ValueError, TypeError, OverflowError):  # e.g. over SQLite's 64-bit integers
+        return None
+
+
+def vendor_data_pk(payload: dict[str, Any]) -> Any:
+    """The user key ``vendor_data`` names, if it is one (the user may not exist); else None."""
     vendor_data = payload.get("vendor_data")
     if not isinstance(vendor_data, str | int) or isinstance(vendor_data, bool):
         return None
-    user_model = get_user_model()
     try:
-        pk = user_model._meta.pk.to_python(str(vendor_data).strip())
-        # Only the key is needed to assign the session; skip loading the row.
-        return user_model._default_manager.filter(pk=pk).only("pk").first()
+        return get_user_model()._meta.pk.to_python(str(vendor_data).strip())
     except (ValidationError, ValueError, TypeError, OverflowError):
         return None
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from didit_channels import state_postgres
 from didit_channels.models import StatusEvent, VerificationSession, WebhookDelivery
 from didit_channels.testing import signed_webhook, status_payload
 from tests.conftest import WEBHOOK_SECRET
@@ -168,15 +169,19 @@ def test_a_killed_server_process_loses_and_doubles_nothing(own_redis, alice, sup
             # A dies mid-webhook: killed while taking one (whether it had committed
             # is a race). Its sockets drop; Didit gets no answer and retries.
             session_id = new_session()
+            # Didit's retry is the same delivery: same event id, same timestamp.
+            delivery = {"event_id": f"ev-{session_id}", "timestamp": int(time.time())}
             in_flight = asyncio.create_task(
-                asyncio.to_thread(post_webhook, a.url, alice, session_id, "In Review")
+                asyncio.to_thread(post_webhook, a.url, alice, session_id, "In Review", **delivery)
             )
             await asyncio.sleep(0.05)
             a.kill()
             assert await user.until_closed() == 1006
 
             # The retry, and more changes, land on the process that is up.
-            retried = await asyncio.to_thread(post_webhook, b.url, alice, session_id, "In Review")
+            retried = await asyncio.to_thread(
+                post_webhook, b.url, alice, session_id, "In Review", **delivery
+            )
             assert retried.status_code == 200, retried.text
             while_down = [await post(b, alice), await post(b, alice, "Declined")]
 
@@ -260,12 +265,13 @@ def test_database_unavailable_during_a_webhook_is_500_half_writes_nothing_and_th
                 assert await db(count_rows) == (0, 0, 0)
                 forwarder.resume()
 
-                # 2. The connection dies mid-apply, as the history row is inserted:
-                # the transaction is rolled back whole, delivery row included (the
-                # intake is one transaction: recorded first, committed once), and
-                # Didit gets a 500 to retry. (Attempts may first fail earlier, on a
-                # pooled connection the outage left dead.)
-                forwarder.cut_when(b'INSERT INTO "didit_channels_statusevent"')
+                # 2. The connection dies as the webhook is recorded and applied
+                # (on PostgreSQL one call, didit_channels_receive_webhook_v1):
+                # nothing of it is written, delivery row included, and Didit gets
+                # a 500 to retry. (Attempts may first fail earlier, on a pooled
+                # connection the outage left dead. A failure inside the call rolls
+                # it back whole: tests/test_webhook.py::TestServerFault.)
+                forwarder.cut_when(state_postgres.FUNCTION.encode())
                 attempts = []
                 while not forwarder.cuts:
                     assert len(attempts) < 10, attempts

@@ -41,7 +41,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .. import state
+from .. import state, state_postgres
 from ..conf import didit_settings
 from ..models import WebhookDelivery
 from ..models.deliveries import DeliveryOutcome
@@ -378,14 +378,21 @@ def _logged_headers(headers: Mapping[str, str]) -> dict[str, Any]:
     return logged
 
 
-def record(incoming: Incoming) -> WebhookDelivery:
-    """Write the delivery row (in ``receive``'s transaction)."""
-    return WebhookDelivery.objects.create(
+def unsaved_delivery(incoming: Incoming) -> WebhookDelivery:
+    """The delivery row for ``incoming``, not yet saved: what is kept of the request."""
+    return WebhookDelivery(
         remote_addr=_remote_addr(incoming.remote_addr),
         headers=_logged_headers(incoming.headers),
         raw_body=incoming.body,
         body_size=min(incoming.body_size, MAX_BODY_SIZE_FIELD),
     )
+
+
+def record(incoming: Incoming) -> WebhookDelivery:
+    """Write the delivery row (in ``receive``'s transaction)."""
+    delivery = unsaved_delivery(incoming)
+    delivery.save(force_insert=True)
+    return delivery
 
 
 def _finish(
@@ -444,29 +451,104 @@ def _safe_session_id(payload: Any) -> str:
 # --- the whole intake ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """A request judged without the database: a refusal, or a change to apply.
+
+    ``change`` is None for a refusal (``status``/``outcome``/``error`` say
+    which); otherwise the request is genuine and well formed and ``change``
+    is what it asks for (``simple``: vouched for by X-Signature-Simple only,
+    so to be confirmed with Didit's API before it is applied).
+    """
+
+    status: int
+    outcome: str
+    change: state.StatusChange | None = None
+    simple: bool = False
+    signature_valid: bool | None = None
+    error: str = ""
+    session_id: str = ""
+    event_id: str = ""
+
+
+def assess(incoming: Incoming, now: float) -> Assessment:
+    """Size, signature and body of a request, judged; pure (no database, no I/O)."""
+    if incoming.too_large:
+        return Assessment(413, DeliveryOutcome.TOO_LARGE)
+
+    body = incoming.body or b""
+    payload = parse_body(body)
+    headers = incoming.headers
+    tolerance = int(didit_settings.WEBHOOK_TOLERANCE_SECONDS)
+    verdict = signature.verify(
+        secrets=didit_settings.WEBHOOK_SECRETS,
+        raw_body=body,
+        payload=payload,
+        signature_v2=headers.get("X-Signature-V2"),
+        signature_raw=headers.get("X-Signature"),
+        signature_simple=headers.get("X-Signature-Simple"),
+        timestamp=headers.get("X-Timestamp"),
+        now=now,
+        tolerance=tolerance,
+        allow_simple=bool(didit_settings.WEBHOOK_ALLOW_SIMPLE_SIGNATURE),
+    )
+    if not verdict:
+        return Assessment(
+            401, DeliveryOutcome.BAD_SIGNATURE, signature_valid=False, error=verdict.reason
+        )
+
+    simple = verdict.scheme == "simple"
+    try:
+        trusted = _simple_envelope(payload) if simple else payload
+        change = build_change(
+            trusted, header_timestamp=headers.get("X-Timestamp"), now=now, tolerance=tolerance
+        )
+    except Malformed as exc:
+        return Assessment(
+            400,
+            DeliveryOutcome.MALFORMED,
+            signature_valid=True,
+            error=str(exc),
+            session_id=_safe_session_id(payload),
+        )
+    return Assessment(
+        200,
+        DeliveryOutcome.RECEIVED,
+        change=change,
+        simple=simple,
+        signature_valid=True,
+        event_id=_event_id(payload.get("event_id")) or "",
+    )
+
+
 def receive(incoming: Incoming) -> Result:
     """Record, judge and apply one webhook request. Never raises for bad input.
 
     One transaction, one commit: the delivery row, its outcome and the change
     it brings (an apply that fails rolls the transaction back, and the
-    delivery is recorded afresh, marked ``error``). On SQLite, this process's writers
-    take turns (``workers.serialized_writes``). A delivery signed with
-    ``X-Signature-Simple`` is committed first, then its decision is fetched
-    from Didit outside any transaction, then applied.
+    delivery is recorded afresh, marked ``error``). On PostgreSQL a genuine
+    delivery is recorded and applied in one round trip
+    (``state_postgres``); elsewhere, and for refusals, through the ORM, and
+    on SQLite this process's writers take turns (``workers.serialized_writes``).
+    A delivery signed with ``X-Signature-Simple`` is committed first, then
+    its decision is fetched from Didit outside any transaction, then applied.
 
     Raises ``DatabaseError`` only when the delivery cannot be recorded (the
     database is down): the transport answers 500 so Didit retries.
     """
     now = incoming.received_at if incoming.received_at is not None else time.time()
+    assessed = assess(incoming, now)
+    if assessed.change is not None and not assessed.simple and state_postgres.in_use():
+        return _record_and_apply_in_one_trip(incoming, assessed)
     try:
         with serialized_writes(), transaction.atomic():
             delivery = record(incoming)
-            judged = _judge(incoming, delivery, now)
+            settled = _settle(assessed, delivery)
     except _NotApplied as failure:
         return _record_failure(incoming, failure)
-    if isinstance(judged, Result):
-        return judged
-    return _confirm_and_apply(judged, delivery, simple=True)
+    if isinstance(settled, Result):
+        return settled
+    return _confirm_and_apply(settled, delivery, simple=True)
 
 
 class _NotApplied(Exception):
@@ -498,78 +580,65 @@ def _record_failure(incoming: Incoming, failure: _NotApplied) -> Result:
     return Result(500, DeliveryOutcome.ERROR, delivery.pk)
 
 
-def _judge(
-    incoming: Incoming, delivery: WebhookDelivery, now: float
-) -> Result | state.StatusChange:
-    """The answer to a recorded delivery, applying it unless it is Simple-signed
-    (then the change to confirm with Didit's API, outside the transaction)."""
-
-    if incoming.too_large:
-        _finish(delivery, DeliveryOutcome.TOO_LARGE)
-        logger.warning(
-            "Webhook delivery %s refused: body of %s bytes over the limit of %s.",
-            delivery.pk,
-            incoming.body_size,
-            didit_settings.WEBHOOK_MAX_BODY_BYTES,
-        )
-        _announce(delivery)
-        return Result(413, DeliveryOutcome.TOO_LARGE, delivery.pk)
-
-    body = incoming.body or b""
-    payload = parse_body(body)
-    headers = incoming.headers
-    tolerance = int(didit_settings.WEBHOOK_TOLERANCE_SECONDS)
-    verdict = signature.verify(
-        secrets=didit_settings.WEBHOOK_SECRETS,
-        raw_body=body,
-        payload=payload,
-        signature_v2=headers.get("X-Signature-V2"),
-        signature_raw=headers.get("X-Signature"),
-        signature_simple=headers.get("X-Signature-Simple"),
-        timestamp=headers.get("X-Timestamp"),
-        now=now,
-        tolerance=tolerance,
-        allow_simple=bool(didit_settings.WEBHOOK_ALLOW_SIMPLE_SIGNATURE),
-    )
-    if not verdict:
-        _finish(
-            delivery, DeliveryOutcome.BAD_SIGNATURE, signature_valid=False, error=verdict.reason
-        )
-        logger.warning(
-            "Webhook delivery %s refused (401) from %s: %s.",
-            delivery.pk,
-            delivery.remote_addr or "unknown address",
-            verdict.reason,
-        )
-        _announce(delivery)
-        return Result(401, DeliveryOutcome.BAD_SIGNATURE, delivery.pk)
-
-    try:
-        trusted = _simple_envelope(payload) if verdict.scheme == "simple" else payload
-        change = build_change(
-            trusted, header_timestamp=headers.get("X-Timestamp"), now=now, tolerance=tolerance
-        )
-    except Malformed as exc:
-        _finish(
-            delivery,
-            DeliveryOutcome.MALFORMED,
-            signature_valid=True,
-            error=str(exc),
-            session_id=_safe_session_id(payload),
-        )
-        logger.warning("Webhook delivery %s refused (400): %s.", delivery.pk, exc)
-        _announce(delivery)
-        return Result(400, DeliveryOutcome.MALFORMED, delivery.pk, detail=str(exc))
-
+def _record_and_apply_in_one_trip(incoming: Incoming, assessed: Assessment) -> Result:
+    """PostgreSQL: the delivery row and the change it brings, in one function call."""
+    change = assessed.change
+    assert change is not None
+    delivery = unsaved_delivery(incoming)
     delivery.signature_valid = True
-    delivery.event_id = _event_id(payload.get("event_id")) or ""
-    simple = verdict.scheme == "simple"
-    if simple:
+    delivery.event_id = assessed.event_id
+    try:
+        applied = state_postgres.record_and_apply(delivery, change)
+    except Exception as exc:
+        _log_apply_failure(change)
+        return _record_failure(incoming, _NotApplied(change, f"{type(exc).__name__}: {exc}"))
+    return _applied(applied, change, delivery)
+
+
+def _settle(assessed: Assessment, delivery: WebhookDelivery) -> Result | state.StatusChange:
+    """Inside ``receive``'s transaction: the outcome of a recorded delivery, applying
+    it unless it is Simple-signed (then the change to confirm with Didit's API,
+    outside the transaction)."""
+    change = assessed.change
+    if change is None:
+        return _refuse(assessed, delivery)
+    delivery.signature_valid = True
+    delivery.event_id = assessed.event_id
+    if assessed.simple:
         # Kept so didit_reprocess knows to fetch the decision again.
         delivery.headers = {**delivery.headers, "verified_by": "simple"}
         WebhookDelivery.objects.filter(pk=delivery.pk).update(headers=delivery.headers)
         return change
     return apply(change, delivery, savepoint=False)
+
+
+def _refuse(assessed: Assessment, delivery: WebhookDelivery) -> Result:
+    _finish(
+        delivery,
+        assessed.outcome,
+        signature_valid=assessed.signature_valid,
+        error=assessed.error,
+        session_id=assessed.session_id,
+    )
+    if assessed.status == 413:
+        logger.warning(
+            "Webhook delivery %s refused: body of %s bytes over the limit of %s.",
+            delivery.pk,
+            delivery.body_size,
+            didit_settings.WEBHOOK_MAX_BODY_BYTES,
+        )
+    elif assessed.status == 401:
+        logger.warning(
+            "Webhook delivery %s refused (401) from %s: %s.",
+            delivery.pk,
+            delivery.remote_addr or "unknown address",
+            assessed.error,
+        )
+    else:
+        logger.warning("Webhook delivery %s refused (400): %s.", delivery.pk, assessed.error)
+    _announce(delivery)
+    detail = assessed.error if assessed.status == 400 else ""
+    return Result(assessed.status, assessed.outcome, delivery.pk, detail=detail)
 
 
 def _confirm_and_apply(
@@ -637,11 +706,7 @@ def apply(
         applied = state.apply_status_change(change, delivery=delivery, savepoint=savepoint)
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
-        logger.exception(
-            "Webhook for session %s could not be applied; answering 500 so "
-            "Didit retries (or run manage.py didit_reprocess).",
-            change.session_id,
-        )
+        _log_apply_failure(change)
         if not savepoint:
             raise _NotApplied(change, message) from exc
         # Everything inside apply_status_change rolled back; only the mark is left.
@@ -657,7 +722,21 @@ def apply(
             logger.error("Could not mark webhook delivery %s as failed.", delivery.pk)
         _announce(delivery)
         return Result(500, DeliveryOutcome.ERROR, delivery.pk)
+    return _applied(applied, change, delivery)
 
+
+def _log_apply_failure(change: state.StatusChange) -> None:
+    logger.exception(
+        "Webhook for session %s could not be applied; answering 500 so "
+        "Didit retries (or run manage.py didit_reprocess).",
+        change.session_id,
+    )
+
+
+def _applied(
+    applied: state.Applied, change: state.StatusChange, delivery: WebhookDelivery
+) -> Result:
+    """The answer to a delivery ``state`` has settled (applied, duplicate or stale)."""
     outcome = delivery.outcome
     if applied.result is state.ApplyResult.APPLIED:
         logger.info(
