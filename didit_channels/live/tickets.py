@@ -85,23 +85,39 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
     now = timezone.now()
     ttl = int(didit_settings.TICKET_TTL_SECONDS)
     ticket = f"{_encode_user(user.pk)}.{secrets.token_urlsafe(TICKET_BYTES)}"
+    bound_ip = normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None
+    fields = ConnectionTicket._meta.get_field
+    user_pk = fields("user").get_db_prep_value(user.pk, connection)
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        # The clean-up and the insert as one statement, its own transaction
+        # outside a caller's: one round trip instead of four (BEGIN, DELETE,
+        # INSERT, COMMIT), which bench/bench_handshake.py measured.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _issue_statement_postgres(),
+                [
+                    user_pk,
+                    stamp,
+                    hash_ticket(ticket),
+                    user_pk,
+                    stamp,
+                    connection.ops.adapt_datetimefield_value(now + timedelta(seconds=ttl)),
+                    fields("client_ip").get_db_prep_value(bound_ip, connection),
+                ],
+            )
+        return IssuedTicket(ticket=ticket, expires_in=ttl)
     # One transaction (one commit); the clean-up is one plain DELETE: the
     # ORM's delete() collects related objects first, which a ticket has none
     # of, and showed in the profile of the ticket request.
     with serialized_writes(), transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(
-                _delete_spent_statement(),
-                [
-                    ConnectionTicket._meta.get_field("user").get_db_prep_value(user.pk, connection),
-                    connection.ops.adapt_datetimefield_value(now),
-                ],
-            )
+            cursor.execute(_delete_spent_statement(), [user_pk, stamp])
         ConnectionTicket.objects.create(
             token_hash=hash_ticket(ticket),
             user=user,
             expires_at=now + timedelta(seconds=ttl),
-            client_ip=normalise_ip(client_ip) if didit_settings.TICKET_BIND_CLIENT_IP else None,
+            client_ip=bound_ip,
         )
     return IssuedTicket(ticket=ticket, expires_in=ttl)
 
@@ -136,6 +152,21 @@ def _delete_spent_statement() -> str:
     return (
         f"DELETE FROM {qn(meta.db_table)} WHERE {column('user')} = %s "
         f"AND ({column('used_at')} IS NOT NULL OR {column('expires_at')} <= %s)"
+    )
+
+
+def _issue_statement_postgres() -> str:
+    """The user's spent and expired tickets deleted and the new one inserted, in one
+    statement (parameters: the DELETE's two, then the INSERT's five)."""
+    qn = connection.ops.quote_name
+    meta = ConnectionTicket._meta
+    columns = ", ".join(
+        qn(meta.get_field(name).column)
+        for name in ("token_hash", "user", "created_at", "expires_at", "client_ip")
+    )
+    return (
+        f"WITH spent AS ({_delete_spent_statement()}) "
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, CAST(%s AS inet))"
     )
 
 
