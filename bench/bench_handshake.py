@@ -3,10 +3,12 @@
 * Sustained rate: 20 clients in a closed loop, each ``POST /didit/api/tickets/``
   (JWT), open the socket with the ticket, read ``hello``, close; repeat. The
   baseline: open a bare socket, read its hello, close. Connects per second.
-  Two more loops say where the time goes: the app's connect alone (tickets
+  Three more loops say where the time goes: the app's connect alone (tickets
   issued beforehand), and the bare server's floor for any ticket scheme — a
   ``POST`` to a bare view answering 256 random bits (no authentication, no
-  database), then a bare connect.
+  database), then a bare connect — and the same with the request answered
+  straight from ASGI, no Django at all (the lowest floor an HTTP ticket can
+  have on this server).
 * Burst: 500 sockets released at once (ticket plus connect each, sockets held
   open until all are done), against 500 bare sockets at once; errors by class
   (``http 500``, ``close 4001``, ``timeout`` ...) and the burst's rate.
@@ -29,6 +31,7 @@ from bench import bench_support, harness, loadgen
 
 TARGET_RATIO = 0.8
 CLIENTS = 20
+BLOCKS = 3
 
 
 async def sustained(
@@ -54,8 +57,9 @@ async def sustained(
             ws, first = await loadgen.open_socket(url, origin=s.origin)
             if first.get("type") != "hello":
                 raise RuntimeError(f"first frame {first.get('type')}")
-        elif which == "bare-ticket":
-            response = await bare_clients[client_index].request("POST", "/ticket/")
+        elif which in ("bare-ticket", "raw-ticket"):
+            path = "/ticket/" if which == "bare-ticket" else "/raw-ticket/"
+            response = await bare_clients[client_index].request("POST", path)
             if response.status != 201:
                 raise RuntimeError(f"bare ticket answered {response.status}")
             ticket = response.json()["ticket"]
@@ -99,17 +103,17 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
     size = loadgen.scaled(500, 20)
     await sustained(s, tokens, "app", 40)  # warm-up
     await sustained(s, tokens, "bare", 40)
-    # Four loops, in rotating order over three blocks so drift hits all alike:
+    # Five loops, in rotating order over three blocks so drift hits all alike:
     # the app (ticket + connect), the bare connect, and where the time goes —
     # the app's connect with tickets issued beforehand, and the bare server's
-    # floor for "a request, then a connect".
-    kinds = ["app", "bare", "app-connect", "bare-ticket"]
+    # floor for "a request, then a connect" (through Django, and raw ASGI).
+    kinds = ["app", "bare", "app-connect", "bare-ticket", "raw-ticket"]
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     lat: dict[str, dict] = {}
     errors: dict[str, dict] = {kind: {} for kind in kinds}
-    for block in range(3):
+    for block in range(BLOCKS):
         for which in kinds[block:] + kinds[:block]:
-            result = await sustained(s, tokens, which, total // 3, users)
+            result = await sustained(s, tokens, which, total // BLOCKS, users)
             rates[which].append(result["rate"])
             lat[which] = result["latency"]
             for label, count in result["errors"].items():
@@ -120,6 +124,7 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
     sustained_ratio = bench_support.ratio(app_rate, bare_rate)
     connect_only = {"rate": loadgen.median(rates["app-connect"])}
     floor = {"rate": loadgen.median(rates["bare-ticket"])}
+    raw_floor = loadgen.median(rates["raw-ticket"])
 
     await asyncio.sleep(2)
     bare_burst = await burst(s, tokens, "bare", size)
@@ -135,8 +140,9 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
         "sustained app p50 / p99 ms": f"{lat['app']['p50']:.1f} / {lat['app']['p99']:.1f}",
         "sustained bare p50 / p99 ms": f"{lat['bare']['p50']:.1f} / {lat['bare']['p99']:.1f}",
         "sustained errors app / bare": f"{errors['app'] or 'none'} / {errors['bare'] or 'none'}",
-        "errors, connect only / floor": (
+        "errors, connect only / floor / raw floor": (
             f"{errors['app-connect'] or 'none'} / {errors['bare-ticket'] or 'none'}"
+            f" / {errors['raw-ticket'] or 'none'}"
         ),
         "connect only, ticket issued beforehand, per s": connect_only["rate"],
         "connect only ratio": bench_support.ratio(connect_only["rate"], bare_rate),
@@ -144,6 +150,8 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
         "floor ratio (the best any ticket scheme can do)": bench_support.ratio(
             floor["rate"], bare_rate
         ),
+        "raw floor: bare ASGI request (no Django) + bare connect, per s": raw_floor,
+        "raw floor ratio": bench_support.ratio(raw_floor, bare_rate),
         "app ticket + connect / floor": bench_support.ratio(app_rate, floor["rate"]),
         f"burst {size} ready app / bare": f"{app_burst.ready} / {bare_burst.ready}",
         "burst errors app": app_burst.error_text(),
