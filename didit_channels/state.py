@@ -1,7 +1,10 @@
 """Applying a status change to a session: the one path every source goes through.
 
 Webhooks, ``didit_reconcile``, admin actions and the sessions API all call
-``apply_status_change``. In one transaction it:
+``apply_status_change`` (on PostgreSQL the webhook intake calls a database
+function that takes the same steps in one round trip: ``state_postgres``;
+tests/test_state_postgres.py holds the two to the same results). In one
+transaction it:
 
 1. locks the session row (creating it if new), which serialises every change
    to one session across threads, processes and servers;

@@ -29,6 +29,7 @@ closing theirs is always safe.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -52,8 +53,14 @@ def tidy_connections() -> None:
         connection.close_if_unusable_or_obsolete()
 
 
+@functools.cache
 def in_worker(function: Callable[..., T]) -> Callable[..., Any]:
-    """``function`` as a coroutine function run in a worker thread (see the module doc)."""
+    """``function`` as a coroutine function run in a worker thread (see the module doc).
+
+    Cached per function: callers wrap at the call site (``in_worker(f)(...)``),
+    and building asgiref's wrapper each time was 3% of a socket's handshake
+    (``scripts/profile_hotpaths.py connect``).
+    """
 
     def run(*args: Any, **kwargs: Any) -> T:
         tidy_connections()

@@ -104,6 +104,21 @@ def apply_now(session_id: str, status: str, user=None, **extra):
     return applied.event
 
 
+def order_lock_waiters() -> int:
+    """Transactions of this database waiting for the history-ordering advisory lock
+    (PostgreSQL: ``state.EVENT_ORDER_LOCK_KEY``)."""
+    from didit_channels import state
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND objid = %s AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())",
+            [state.EVENT_ORDER_LOCK_KEY],
+        )
+        return cursor.fetchone()[0]
+
+
 @pytest.fixture
 def fast_password_hashing(settings):
     """For modules that create users in every test: the default hasher costs ~0.25 s each.

@@ -14,12 +14,11 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connection
 
-from didit_channels import state
 from didit_channels.live import stream
 from didit_channels.live.testing import open_socket
 from didit_channels.signals import session_status_changed
 from project.asgi import application
-from tests.conftest import apply_now
+from tests.conftest import apply_now, order_lock_waiters
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -119,18 +118,6 @@ async def test_resumed_cursor_lets_a_new_socket_pick_up_where_the_old_left(alice
     await again.disconnect()
 
 
-def _order_lock_waiters() -> int:
-    """Transactions of this database waiting for the history-ordering advisory lock."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND objid = %s AND database = (SELECT oid FROM pg_database "
-            "WHERE datname = current_database())",
-            [state.EVENT_ORDER_LOCK_KEY],
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.postgres
 async def test_resuming_client_never_skips_a_lower_id_that_commits_late(alice):
     """A transaction holding a lower id is paused before commit while another
@@ -163,7 +150,7 @@ async def test_resuming_client_never_skips_a_lower_id_that_commits_late(alice):
         assert await asyncio.to_thread(paused.wait, 10), "the slow change never reached its pause"
         fast.start()
         deadline = time.monotonic() + 10
-        while await database_sync_to_async(_order_lock_waiters)() < 1:
+        while await database_sync_to_async(order_lock_waiters)() < 1:
             assert time.monotonic() < deadline, "the fast change never queued behind the slow one"
             await asyncio.sleep(0.02)
 

@@ -82,7 +82,17 @@ class TestGreeting:
             ("alice-2", "Approved"),
             ("alice-1", "In Progress"),
         ]
-        assert all(entry["updated_at"] for entry in snapshot["sessions"])
+        # The stored times, aware and in ISO 8601 as the API gives them.
+        stored = await database_sync_to_async(
+            lambda: [
+                session.updated_at.isoformat()
+                for session in VerificationSession.objects.filter(user=alice).order_by(
+                    "-updated_at"
+                )
+            ]
+        )()
+        assert [entry["updated_at"] for entry in snapshot["sessions"]] == stored
+        assert all(entry["updated_at"].endswith("+00:00") for entry in snapshot["sessions"])
         await socket.disconnect()
 
     async def test_admin_snapshot_is_the_most_recent_sessions_bounded(self, superuser, settings):

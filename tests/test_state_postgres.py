@@ -32,7 +32,7 @@ from didit_channels.signals import session_status_changed, webhook_received
 from didit_channels.testing import signed_webhook, status_payload
 from didit_channels.webhooks import intake
 
-from .conftest import WEBHOOK_SECRET
+from .conftest import WEBHOOK_SECRET, order_lock_waiters
 
 pytestmark = pytest.mark.postgres
 
@@ -276,17 +276,6 @@ class TestTheFunction:
             assert f"{name} " in text, name
 
 
-def _order_lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND objid = %s AND database = (SELECT oid FROM pg_database "
-            "WHERE datname = current_database())",
-            [state.EVENT_ORDER_LOCK_KEY],
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_webhook_queues_behind_a_python_path_change_holding_the_ordering_lock():
     """Ids commit in order across both paths: the function waits for the same lock."""
@@ -329,7 +318,7 @@ def test_a_webhook_queues_behind_a_python_path_change_holding_the_ordering_lock(
         assert paused.wait(10), "the slow change never reached its pause"
         threads[1].start()
         deadline = time.monotonic() + 10
-        while _order_lock_waiters() < 1:
+        while order_lock_waiters() < 1:
             assert time.monotonic() < deadline, "the webhook never queued behind the slow change"
             time.sleep(0.02)
         assert not StatusEvent.objects.filter(session__session_id="fast").exists()

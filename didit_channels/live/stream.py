@@ -1,5 +1,8 @@
 """The database side of a socket's stream: the snapshot and history reads.
 
+Identifiers in the snapshot's SQL come from the model's _meta, quoted; every
+value is a parameter.
+
 Visibility: a status event belongs to the user who owned its session when it
 happened (``StatusEvent.user``). A user's socket sees those events; a socket
 in the admin audience sees every event. When a session is reassigned, its
@@ -13,6 +16,7 @@ with ``after < id <= upto``" read once ``upto`` is visible is complete.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,12 +94,50 @@ def open_with_ticket(ticket: str, client_ip: str | None) -> Opening | None:
 
 
 def _snapshot(user_pk: Any, admin: bool) -> list[dict[str, Any]]:
-    sessions = VerificationSession.objects.values_list("session_id", "status", "updated_at")
+    """The sessions a socket starts from, most recently updated first.
+
+    Raw SQL built once per process: compiling the equivalent queryset was
+    half of a handshake's database share (``scripts/profile_hotpaths.py
+    connect``). Dates go through the backend's own converters, as the ORM's do.
+    """
     if admin:
-        sessions = sessions.order_by("-updated_at")[: didit_settings.ADMIN_SNAPSHOT_LIMIT]
+        params = [int(didit_settings.ADMIN_SNAPSHOT_LIMIT)]
     else:
-        sessions = sessions.filter(user_id=user_pk).order_by("-updated_at")
-    return [snapshot_entry(*row) for row in sessions]
+        field = VerificationSession._meta.get_field("user")
+        params = [field.get_db_prep_value(user_pk, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(_snapshot_sql(connection.vendor, admin), params)
+        rows = cursor.fetchall()
+    column, converters = _updated_at_converters(connection.vendor)
+    entries = []
+    for session_id, status, updated_at in rows:
+        for convert in converters:
+            updated_at = convert(updated_at, column, connection)
+        entries.append(snapshot_entry(session_id, status, updated_at))
+    return entries
+
+
+@functools.lru_cache(maxsize=8)
+def _snapshot_sql(vendor: str, admin: bool) -> str:
+    qn = connection.ops.quote_name
+    meta = VerificationSession._meta
+
+    def column(name: str) -> str:
+        return qn(meta.get_field(name).column)
+
+    where = "" if admin else f" WHERE {column('user')} = %s"
+    limit = " LIMIT %s" if admin else ""
+    columns = f"{column('session_id')}, {column('status')}, {column('updated_at')}"
+    order = f"ORDER BY {column('updated_at')} DESC{limit}"
+    return f"SELECT {columns} FROM {qn(meta.db_table)}{where} {order}"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=8)
+def _updated_at_converters(vendor: str) -> tuple[Any, list[Any]]:
+    column = VerificationSession._meta.get_field("updated_at").get_col(
+        VerificationSession._meta.db_table
+    )
+    return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
 
 
 def history_batch(user_pk: Any, admin: bool, after: int, upto: int) -> list[dict[str, Any]]:

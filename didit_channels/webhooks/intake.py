@@ -1,28 +1,33 @@
-"""Webhook intake: record the request, judge it, hand the change to ``state``.
+"""Webhook intake: judge the request, record it, hand the change to ``state``.
 
 The order is the point (CONTRACT.md, "Didit webhook intake"):
 
 1. **Size.** A declared ``Content-Length`` over ``WEBHOOK_MAX_BODY_BYTES`` is
    refused (413) without reading the body; otherwise at most limit + 1 bytes
    are read, and a body that reaches limit + 1 is refused the same way.
-2. **Record.** A ``WebhookDelivery`` row is committed before anything is
-   judged: raw body (encrypted), remote address, a few safe headers, and only
-   *whether* each signature header was present, never its value.
-3. **Parse and verify.** ``signature.verify`` decides. A request without a
-   valid signature gets 401 even when its body is not JSON: an unsigned
-   caller learns nothing about what we would have parsed.
-4. **Validate.** A genuine request whose body is not a JSON object with
+2. **Parse and verify** (``assess``: pure, no database). ``signature.verify``
+   decides. A request without a valid signature gets 401 even when its body
+   is not JSON: an unsigned caller learns nothing about what we would have
+   parsed.
+3. **Validate.** A genuine request whose body is not a JSON object with
    string ``session_id`` and ``status`` gets 400.
-5. **Apply.** ``state.apply_status_change`` dedupes, drops stale changes,
-   updates the session, appends history, signals, and publishes after commit.
-   Duplicates and stale deliveries answer 200: Didit must stop retrying them.
+4. **Record and apply**, in one transaction: every request, refused or not,
+   leaves a ``WebhookDelivery`` row (raw body encrypted, remote address, a
+   few safe headers, and only *whether* each signature header was present,
+   never its value) carrying its outcome; a genuine one also goes through
+   ``state.apply_status_change``, which dedupes, drops stale changes, updates
+   the session, appends history, signals, and publishes after commit. On
+   PostgreSQL a genuine delivery is recorded and applied by one database
+   function call (``state_postgres``), the same steps. Duplicates and stale
+   deliveries answer 200: Didit must stop retrying them.
 
-A database fault while applying answers 500 (so Didit retries) and marks the
-delivery ``error``; ``manage.py didit_reprocess`` re-applies such rows.
+A database fault while applying answers 500 (so Didit retries): the
+transaction is rolled back and the delivery recorded afresh, marked
+``error``; ``manage.py didit_reprocess`` re-applies such rows.
 
 Nothing here touches ``HttpRequest``: the view (``webhooks.views``) reads the
 request into an ``Incoming`` and turns the ``Result`` into a response, so the
-same steps can serve another transport (an async view, a queue worker).
+same steps can serve another transport (the ASGI fast path, a queue worker).
 """
 
 from __future__ import annotations

@@ -39,10 +39,10 @@ def incoming_from_request(request: HttpRequest) -> intake.Incoming:
 
 
 # Exempt from CSRF: Didit authenticates with a signature, not a cookie.
-# Exempt from ATOMIC_REQUESTS: the delivery row must be committed before the
-# request is judged and must survive a failed apply (marked "error" for
-# didit_reprocess); one request-wide transaction would roll it back with the
-# failure. state.apply_status_change opens its own transaction.
+# Exempt from ATOMIC_REQUESTS: a delivery whose apply fails must still be
+# recorded (marked "error" for didit_reprocess), and the intake does that
+# after rolling its own transaction back; one request-wide transaction would
+# roll the record back with the failure.
 @csrf_exempt
 @transaction.non_atomic_requests
 def webhook(request: HttpRequest) -> HttpResponse:
