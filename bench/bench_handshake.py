@@ -4,7 +4,7 @@
   (JWT), open the socket with the ticket, read ``hello``, close; repeat. The
   baseline: open a bare socket, read its hello, close. Connects per second.
   Three more loops say where the time goes: the app's connect alone (tickets
-  issued beforehand), and the bare server's floor for any ticket scheme — a
+  issued beforehand), and the bare server's floor for a ticket through Django — a
   ``POST`` to a bare view answering 256 random bits (no authentication, no
   database), then a bare connect — and the same with the request answered
   straight from ASGI, no Django at all (the lowest floor an HTTP ticket can
@@ -140,19 +140,17 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
         "sustained app p50 / p99 ms": f"{lat['app']['p50']:.1f} / {lat['app']['p99']:.1f}",
         "sustained bare p50 / p99 ms": f"{lat['bare']['p50']:.1f} / {lat['bare']['p99']:.1f}",
         "sustained errors app / bare": f"{errors['app'] or 'none'} / {errors['bare'] or 'none'}",
-        "errors, connect only / floor / raw floor": (
+        "errors, connect only / Django floor / raw floor": (
             f"{errors['app-connect'] or 'none'} / {errors['bare-ticket'] or 'none'}"
             f" / {errors['raw-ticket'] or 'none'}"
         ),
         "connect only, ticket issued beforehand, per s": connect_only["rate"],
         "connect only ratio": bench_support.ratio(connect_only["rate"], bare_rate),
-        "floor: bare request + bare connect, per s": floor["rate"],
-        "floor ratio (the best any ticket scheme can do)": bench_support.ratio(
-            floor["rate"], bare_rate
-        ),
+        "Django floor: bare Django view + bare connect, per s": floor["rate"],
+        "Django floor ratio": bench_support.ratio(floor["rate"], bare_rate),
         "raw floor: bare ASGI request (no Django) + bare connect, per s": raw_floor,
         "raw floor ratio": bench_support.ratio(raw_floor, bare_rate),
-        "app ticket + connect / floor": bench_support.ratio(app_rate, floor["rate"]),
+        "app ticket + connect / Django floor": bench_support.ratio(app_rate, floor["rate"]),
         f"burst {size} ready app / bare": f"{app_burst.ready} / {bare_burst.ready}",
         "burst errors app": app_burst.error_text(),
         "burst errors bare": bare_burst.error_text(),
