@@ -50,6 +50,7 @@ async def measure(s: bench_support.Stack, admins: list, owner: object) -> dict[s
     app_inboxes = [loadgen.Inbox(ws) for ws in app_burst.sockets]
     bare_inboxes = [loadgen.Inbox(ws) for ws in bare_burst.sockets]
     await asyncio.sleep(1.0)  # let every snapshot arrive and be dropped
+    loadgen.calm_gc()
 
     app_client = loadgen.HttpClient(s.app.port)
     bare_client = loadgen.HttpClient(s.bare.port)

@@ -46,6 +46,7 @@ async def measure(s: bench_support.Stack, users: list, tokens: list[str]) -> dic
         ws, _ = await loadgen.open_socket(s.bare_url(f"u{index}", "admins"))
         bare_inboxes.append(loadgen.Inbox(ws))
     ticket_client.close()
+    loadgen.calm_gc()
 
     async def app_step(client: loadgen.HttpClient, sender: int) -> float:
         session_id = f"lat-{s.run_id}-{sender}-{uuid.uuid4().hex[:12]}"

@@ -27,3 +27,9 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application(),
     }
 )
+
+# Last, once everything above is imported: a full garbage collection visits
+# every open socket's objects and pauses them all (didit_channels/tuning.py).
+from didit_channels.tuning import tune_gc  # noqa: E402
+
+tune_gc()

@@ -45,3 +45,9 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([path("ws/", BareConsumer.as_asgi())]),
     }
 )
+
+# The same process tuning as the demo's project/asgi.py, so that the two
+# servers differ only in what the app does.
+from didit_channels.tuning import tune_gc  # noqa: E402
+
+tune_gc()
