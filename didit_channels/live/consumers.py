@@ -50,7 +50,7 @@ from . import catchup, stream, tickets
 from .access import ADMIN, USER, Access, read_access
 from .groups import admin_group, encode_frame, user_group
 from .messages import error_frame, hello_frame
-from .registry import RENEW_SECONDS, SocketRegistry, registry_for
+from .registry import SocketRegistry, registry_for, renew_delay
 from .transport import send_close_frame, unsent_bytes_probe
 
 logger = logging.getLogger("didit_channels.live")
@@ -396,7 +396,8 @@ class StatusConsumer(AsyncWebsocketConsumer):
             after = batch[-1]["id"]
 
     async def _lifetime(self) -> None:
-        """Renew the socket's slot; close it when ``MAX_CONNECTION_AGE_SECONDS`` is up.
+        """Renew the socket's slot (at random intervals, ``renew_delay``); close it
+        when ``MAX_CONNECTION_AGE_SECONDS`` is up.
 
         The age is shortened by up to 10% at random so sockets opened together
         (after a deploy) do not all reconnect at the same instant.
@@ -406,7 +407,9 @@ class StatusConsumer(AsyncWebsocketConsumer):
         deadline = loop.time() + max_age * random.uniform(0.9, 1.0) if max_age else None
         registry = self._registry()
         while True:
-            wait = RENEW_SECONDS if deadline is None else min(RENEW_SECONDS, deadline - loop.time())
+            wait = renew_delay()
+            if deadline is not None:
+                wait = min(wait, deadline - loop.time())
             if wait > 0:
                 await asyncio.sleep(wait)
             if deadline is not None and loop.time() >= deadline:

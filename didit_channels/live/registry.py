@@ -2,8 +2,8 @@
 
 On a channels_redis layer (core or Pub/Sub) the count lives in Redis, so the cap holds across every
 server process: one sorted set per user, member = the socket's channel name,
-score = when the claim lapses. A live socket renews its claim every
-``RENEW_SECONDS``; a process that dies without cleaning up leaves claims that
+score = when the claim lapses. A live socket renews its claim every 10-20 s
+(``renew_delay``); a process that dies without cleaning up leaves claims that
 lapse after ``CLAIM_SECONDS``, so the user is not locked out for long. The
 check-and-add is one Lua script, so two handshakes racing for the last slot
 cannot both win. No database write is involved.
@@ -15,6 +15,7 @@ per layer instance: that layer reaches only this process's sockets anyway.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import weakref
 import zlib
@@ -43,6 +44,19 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
+
+
+def renew_delay() -> float:
+    """Seconds until a socket's next renewal: ``RENEW_SECONDS`` less up to half, at random.
+
+    Sockets opened together (a burst, every client reconnecting after a
+    deploy) would otherwise renew together for as long as they stay open:
+    1,000 of them, 1,000 Redis calls at the same instant every 20 s, queued
+    ahead of whatever the process had to push then. Drawn afresh each time,
+    the renewals spread out; a claim (``CLAIM_SECONDS``) still outlives two
+    missed renewals.
+    """
+    return RENEW_SECONDS * random.uniform(0.5, 1.0)
 
 
 class SocketRegistry(Protocol):
@@ -114,10 +128,11 @@ class RedisSocketRegistry:
 
     async def renew(self, user_pk: Any, channel_name: str) -> None:
         key = self._key(user_pk)
-        redis = self._redis(key)
-        # XX: never resurrect a claim that was released or has lapsed.
-        await redis.zadd(key, {channel_name: time.time() + CLAIM_SECONDS}, xx=True)
-        await redis.expire(key, CLAIM_SECONDS)
+        # One round trip. XX: never resurrect a claim that was released or has lapsed.
+        async with self._redis(key).pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {channel_name: time.time() + CLAIM_SECONDS}, xx=True)
+            pipe.expire(key, CLAIM_SECONDS)
+            await pipe.execute()
 
     async def release(self, user_pk: Any, channel_name: str) -> None:
         key = self._key(user_pk)
