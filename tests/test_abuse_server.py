@@ -69,7 +69,10 @@ def test_a_frame_over_4_kib_is_closed_with_1009(server, alice):
 def test_a_message_over_the_servers_limit_never_reaches_the_application(server, alice):
     async def scenario() -> None:
         ws = await open_socket(server, alice, max_size=None)
-        await ws.send("x" * (1024 * 1024 + 1))  # daphne's --websocket-max-message-size
+        try:
+            await ws.send("x" * (1024 * 1024 + 1))  # daphne's --websocket-max-message-size
+        except ConnectionClosed:
+            pass  # reset while the client was still writing it: dropped all the same
         # autobahn fails the connection as it reads the frame's length: dropped.
         assert await close_code(ws) in (1006, 1009)
 
