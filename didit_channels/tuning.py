@@ -22,7 +22,7 @@ its ASGI module) rather than the app doing it on import:
   generations are collected 5 and 10 times less often than by default: a
   full collection is considered after some 50 million allocations instead
   of 70,000. Measured: no full collection in any timed round; fan-out p99
-  172-197 ms. A first-generation collection then takes 4-9 ms, about 20 ms
+  146-218 ms in six runs of seven (one at 316). A first-generation collection then takes 4-9 ms, about 20 ms
   during a fan-out to 1,000 sockets. (50,000 for the first generation gave
   a lower fan-out p99, 137-159 ms, but single pauses of 27-48 ms in the
   one-sender latency runs; the default favours the shorter pause.)
@@ -36,6 +36,10 @@ Cost: cyclic garbage that outlives a first-generation collection waits
 longer to be freed, until the rarer older collections (a socket that closes
 leaves some); up to 10,000 young objects wait in any case (a few MB at most).
 Idle memory per socket was unchanged (35.0 KB at 10,000 sockets).
+
+All of it measured on CPython 3.11; other versions' collectors schedule
+their generations differently, so measure (``bench_fanout``) before
+relying on these figures there.
 """
 
 from __future__ import annotations
