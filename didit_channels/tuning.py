@@ -22,10 +22,11 @@ its ASGI module) rather than the app doing it on import:
   generations are collected 5 and 10 times less often than by default: a
   full collection is considered after some 50 million allocations instead
   of 70,000. Measured: no full collection in any timed round; fan-out p99
-  146-218 ms in six runs of seven (one at 316). A first-generation collection then takes 4-9 ms, about 20 ms
-  during a fan-out to 1,000 sockets. (50,000 for the first generation gave
-  a lower fan-out p99, 137-159 ms, but single pauses of 27-48 ms in the
-  one-sender latency runs; the default favours the shorter pause.)
+  146-218 ms in six runs of seven (one at 316). A first-generation
+  collection then takes 4-9 ms, about 20 ms during a fan-out to 1,000
+  sockets. (50,000 for the first generation gave a lower fan-out p99,
+  137-159 ms, but single pauses of 27-48 ms in the one-sender latency runs;
+  the default favours the shorter pause.)
 * ``gc.freeze()``: everything alive once the site is set up (Django, its
   apps, settings, URL patterns) moves to the permanent generation, which no
   collection visits. It would never be freed anyway. A full collection that
