@@ -12,22 +12,18 @@ import uuid
 
 import pytest
 import redis
+from channels.layers import get_channel_layer
 
-from didit_channels.conf import didit_settings
 from didit_channels.live import registry
 from didit_channels.live.testing import open_socket
 from project.asgi import application
 
 
-def _key(settings, user_pk) -> str:
-    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    return f"{prefix}:{didit_settings.GROUP_PREFIX}:sockets:{user_pk}"
-
-
-def _registry(settings) -> registry.RedisSocketRegistry:
-    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    hosts = [{"address": host} for host in config["hosts"]]
-    return registry.RedisSocketRegistry(hosts, config["prefix"])
+def _registry() -> registry.RedisSocketRegistry:
+    """The registry the consumer uses for this test's layer (``registry_for``)."""
+    slots = registry.registry_for(get_channel_layer())
+    assert isinstance(slots, registry.RedisSocketRegistry)
+    return slots
 
 
 @pytest.fixture
@@ -47,8 +43,9 @@ def test_renewals_are_spread_over_the_second_half_of_the_interval():
 
 
 class TestRedisRegistry:
-    async def test_renew_pushes_the_claim_and_the_key_expiry_forward(self, settings, inspect):
-        slots, key, member = _registry(settings), _key(settings, 7), f"chan-{uuid.uuid4().hex}"
+    async def test_renew_pushes_the_claim_and_the_key_expiry_forward(self, inspect):
+        slots, member = _registry(), f"chan-{uuid.uuid4().hex}"
+        key = slots._key(7)
         assert await slots.claim(7, member, 2)
         inspect.zadd(key, {member: time.time() + 1})  # about to lapse
         inspect.expire(key, 1)
@@ -56,8 +53,9 @@ class TestRedisRegistry:
         assert inspect.zscore(key, member) > time.time() + registry.CLAIM_SECONDS - 5
         assert inspect.ttl(key) > registry.CLAIM_SECONDS - 5
 
-    async def test_renew_never_brings_back_a_released_claim(self, settings, inspect):
-        slots, key = _registry(settings), _key(settings, 8)
+    async def test_renew_never_brings_back_a_released_claim(self, inspect):
+        slots = _registry()
+        key = slots._key(8)
         assert await slots.claim(8, "kept", 5)
         assert await slots.claim(8, "gone", 5)
         await slots.release(8, "gone")
@@ -65,9 +63,10 @@ class TestRedisRegistry:
         assert inspect.zscore(key, "gone") is None
         assert inspect.zscore(key, "kept") is not None
 
-    async def test_a_lapsed_claim_holds_no_slot(self, settings, inspect):
+    async def test_a_lapsed_claim_holds_no_slot(self, inspect):
         # A process that died without releasing: its claim's score is in the past.
-        slots, key = _registry(settings), _key(settings, 9)
+        slots = _registry()
+        key = slots._key(9)
         inspect.zadd(key, {"dead-process": time.time() - 1})
         assert await slots.claim(9, "live", 1)
         assert inspect.zscore(key, "dead-process") is None
@@ -76,10 +75,10 @@ class TestRedisRegistry:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("fast_password_hashing")
-async def test_an_open_socket_keeps_renewing_its_claim(alice, settings, inspect, monkeypatch):
+async def test_an_open_socket_keeps_renewing_its_claim(alice, inspect, monkeypatch):
     monkeypatch.setattr(registry, "RENEW_SECONDS", 0.2)
     socket, _, _ = await open_socket(application, alice)
-    key = _key(settings, alice.pk)
+    key = _registry()._key(alice.pk)
     ((member, _score),) = inspect.zrange(key, 0, -1, withscores=True)
     for _ in range(2):  # renewed, and renewed again: the loop goes on
         inspect.zadd(key, {member: time.time() + 1})
