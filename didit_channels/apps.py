@@ -9,4 +9,7 @@ class DiditChannelsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
-        from .live import revocation  # noqa: F401  (connects the revocation receivers)
+
+        # Connect the receivers: revocation (4003 on lost access) and logout
+        # (a login's sockets close when it logs out).
+        from .live import logout, revocation  # noqa: F401

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "TICKET_THROTTLE_RATE": "30/min",
     "MAX_SOCKETS_PER_USER": 10,
     "MAX_CONNECTION_AGE_SECONDS": 3600,
+    # Logging out of a Django login session closes the sockets its tickets
+    # opened, with 4003 "signed out" (live/logout.py); other logins' stay open.
+    "CLOSE_SOCKETS_ON_LOGOUT": True,
     "MAX_CLIENT_FRAME_BYTES": 4096,
     # Client frames a socket may send: a burst of this many, then this many per
     # second; beyond it a frame is answered {"type": "error", "code":

@@ -366,3 +366,30 @@ def test_admin_desk_shows_everyones_changes_and_the_queue(server, pages, alice, 
     expect(page.locator("#content")).to_contain_text("alice-s1")
     assert "/admin/didit_channels/verificationsession/" in page.url
     assert page.problems == []
+
+
+def test_logging_out_in_another_tab_stops_the_status_page(server, pages, alice):
+    from playwright.sync_api import expect
+
+    page = pages(server)
+    log_in(page, "alice", "alice", "/didit/status/")
+    indicator = page.locator("[data-didit-connection]")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+
+    # The same browser, another tab: the demo header's "Log out" button.
+    other_tab = page.context.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Log out alice").click()
+    other_tab.wait_for_load_state()
+
+    expect(indicator).to_have_attribute("data-state", "stopped", timeout=WAIT_MS)
+    expect(indicator).to_have_attribute("data-reason", "signed-out")
+    expect(indicator).to_contain_text("Signed out. Log in again")
+    # Stopped for good: no retry is scheduled, so no new ticket is asked for.
+    tickets = []
+    page.on("request", lambda r: tickets.append(r.url) if "/api/tickets/" in r.url else None)
+    page.wait_for_timeout(1500)
+    assert tickets == []
+    expect(indicator).to_have_attribute("data-state", "stopped")
+    shoot(page, "6-alice-signed-out")
+    assert page.problems == []

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from ..conf import didit_settings
 from ..live import tickets
+from ..live.logout import login_session_key
 from ..routing import SOCKET_PATH
 from .schema import AutoSchema, TicketSerializer, errors
 
@@ -59,7 +60,11 @@ class TicketCreateView(APIView):
     throttle_classes = [TicketThrottle]
 
     def post(self, request: Request) -> Response:
-        issued = tickets.issue(request.user, client_ip=request.META.get("REMOTE_ADDR"))
+        issued = tickets.issue(
+            request.user,
+            client_ip=request.META.get("REMOTE_ADDR"),
+            login_session=login_session_key(request, request.user),
+        )
         return Response(
             {"ticket": issued.ticket, "expires_in": issued.expires_in, "url": SOCKET_PATH},
             status=status.HTTP_201_CREATED,

@@ -34,6 +34,7 @@ on the client's next ``resume`` (on reconnect), not on its own.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import random
@@ -101,6 +102,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self.user_pk: Any = None
         self.admin = False
         self.cursor = 0
+        self.login_hash = ""  # the login session the ticket came from (live/logout.py)
         self.closed = False
         self._joined: list[str] = []
         self._claimed = False
@@ -162,6 +164,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_NO_ACCESS, subprotocol)
             return
         self.user_pk, self.admin = access.user_pk, access.view_all
+        self.login_hash = access.login_hash
         if self.admin:
             try:
                 await self._join(admin_group())
@@ -340,6 +343,16 @@ class StatusConsumer(AsyncWebsocketConsumer):
             logger.info("Closing a socket of user %s: access revoked.", self.user_pk)
             await self._close(CLOSE_NO_ACCESS)
 
+    async def didit_logged_out(self, message: dict[str, Any]) -> None:
+        """A login session of this user ended: close if it is the one the ticket came from."""
+        if self.closed or not self.login_hash:
+            return
+        login = message.get("login")
+        if not isinstance(login, str) or not hmac.compare_digest(login, self.login_hash):
+            return
+        logger.info("Closing a socket of user %s: signed out.", self.user_pk)
+        await self._close(CLOSE_NO_ACCESS, reason="signed out")
+
     # --- sending and closing ---------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:
@@ -432,9 +445,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
 
     async def _send_close(self, code: int, reason: str | None = None) -> None:
         # daphne refuses ASGI close codes other than 1000 and 3000-4999 (it
-        # raises instead of closing): 1001, 1009, 1011 and 1013 go straight to
-        # its WebSocket protocol (live/transport.py).
-        if code != 1000 and not 3000 <= code <= 4999:
+        # raises instead of closing), and drops an ASGI close's reason: 1001,
+        # 1009, 1011, 1013 and any close with a reason go straight to its
+        # WebSocket protocol (live/transport.py).
+        if reason or (code != 1000 and not 3000 <= code <= 4999):
             if send_close_frame(self.base_send, code, reason):
                 return
         await self.close(code, reason=reason)

@@ -30,6 +30,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 # Message types on the layer (dispatched to consumer methods didit_status, ...).
 STATUS = "didit.status"
 REVOKE_CHECK = "didit.revoke_check"
+LOGGED_OUT = "didit.logged_out"
 
 
 def user_group(user_pk: Any) -> str:
@@ -152,3 +153,19 @@ async def asend_revoke_check(user_pk: Any) -> None:
 
 def send_revoke_check(user_pk: Any) -> None:
     async_to_sync(asend_revoke_check)(user_pk)
+
+
+async def asend_logged_out(user_pk: Any, login_hash: str) -> None:
+    """Tell ``user_pk``'s sockets, on every process, that one login session ended;
+    those it opened close (``live/logout.py``). Carries the session's hash, never its key."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(user_group(user_pk), {"type": LOGGED_OUT, "login": login_hash})
+    except Exception:  # noqa: BLE001
+        logger.error("Could not close the sockets of a logout of user %s.", user_pk, exc_info=True)
+
+
+def send_logged_out(user_pk: Any, login_hash: str) -> None:
+    async_to_sync(asend_logged_out)(user_pk, login_hash)

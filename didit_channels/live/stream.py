@@ -26,7 +26,6 @@ from django.db.models import QuerySet
 from ..conf import didit_settings
 from ..models import StatusEvent, VerificationSession
 from . import tickets
-from .access import Access
 from .messages import snapshot_entry, status_frame
 
 # History is sent in batches of this many rows, each one query.
@@ -47,7 +46,7 @@ _EVENT_FIELDS = (
 class Opening:
     """What a socket needs right after accept: fresh access, cursor and snapshot."""
 
-    access: Access | None
+    access: tickets.SpentTicket | None
     cursor: int
     sessions: list[dict[str, Any]]
 

@@ -23,6 +23,11 @@ asked for it and only opens a socket from that address. Both sides must see
 the same client address: behind a proxy, run the ASGI server with its proxy
 headers option (``daphne --proxy-headers``) and Django with the matching
 ``REMOTE_ADDR`` handling, or leave the setting off.
+
+A ticket asked for from a Django login session (the status page's, with its
+session cookie) also remembers a hash of that session's key, so that logging
+out of it closes the sockets it opened (``live/logout.py``). Bearer-token
+clients have no login session and their tickets remember none.
 """
 
 # Identifiers in the SQL below come from models' _meta, quoted; every value is a parameter.
@@ -59,8 +64,23 @@ class IssuedTicket:
     expires_in: int
 
 
+@dataclass(frozen=True)
+class SpentTicket(Access):
+    """The owner's access, read as the ticket was spent, and the login it was issued to."""
+
+    login_hash: str = ""
+
+
 def hash_ticket(ticket: str) -> str:
     return hashlib.sha256(ticket.encode("utf-8")).hexdigest()
+
+
+def hash_login(session_key: str | None) -> str:
+    """What a ticket stores of the login session it was issued to: never the key itself
+    (a session key is a credential), "" for none."""
+    if not session_key:
+        return ""
+    return hashlib.sha256(f"didit-login:{session_key}".encode()).hexdigest()
 
 
 def normalise_ip(value: str | None) -> str | None:
@@ -73,12 +93,16 @@ def normalise_ip(value: str | None) -> str | None:
         return None
 
 
-def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
+def issue(
+    user: Any, *, client_ip: str | None = None, login_session: str | None = None
+) -> IssuedTicket:
     """Create a ticket for an active ``user``; returns the only copy of its secret.
 
     ``client_ip`` is stored (and later enforced) only when
-    ``TICKET_BIND_CLIENT_IP`` is on. The user's spent and expired tickets are
-    deleted on the way, so the table holds only live ones.
+    ``TICKET_BIND_CLIENT_IP`` is on. ``login_session`` is the key of the
+    Django login session asking for it, if any; only its hash is stored. The
+    user's spent and expired tickets are deleted on the way, so the table
+    holds only live ones.
     """
     if not getattr(user, "is_active", True):
         raise ValueError("Tickets are issued to active users only.")
@@ -104,6 +128,7 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
                     stamp,
                     connection.ops.adapt_datetimefield_value(now + timedelta(seconds=ttl)),
                     fields("client_ip").get_db_prep_value(bound_ip, connection),
+                    hash_login(login_session),
                 ],
             )
         return IssuedTicket(ticket=ticket, expires_in=ttl)
@@ -118,6 +143,7 @@ def issue(user: Any, *, client_ip: str | None = None) -> IssuedTicket:
             user=user,
             expires_at=now + timedelta(seconds=ttl),
             client_ip=bound_ip,
+            login_hash=hash_login(login_session),
         )
     return IssuedTicket(ticket=ticket, expires_in=ttl)
 
@@ -157,16 +183,17 @@ def _delete_spent_statement() -> str:
 
 def _issue_statement_postgres() -> str:
     """The user's spent and expired tickets deleted and the new one inserted, in one
-    statement (parameters: the DELETE's two, then the INSERT's five)."""
+    statement (parameters: the DELETE's two, then the INSERT's six)."""
     qn = connection.ops.quote_name
     meta = ConnectionTicket._meta
     columns = ", ".join(
         qn(meta.get_field(name).column)
-        for name in ("token_hash", "user", "created_at", "expires_at", "client_ip")
+        for name in ("token_hash", "user", "created_at", "expires_at", "client_ip", "login_hash")
     )
     return (
         f"WITH spent AS ({_delete_spent_statement()}) "
-        f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES (%s, %s, %s, %s, CAST(%s AS inet))"
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) "
+        "VALUES (%s, %s, %s, %s, CAST(%s AS inet), %s)"
     )
 
 
@@ -188,14 +215,15 @@ def _consume_statement() -> tuple[str, list[Any]]:
         f"WHERE {column('token_hash')} = %s AND {column('used_at')} IS NULL "
         f"AND {column('expires_at')} > %s "
         f"AND ({column('client_ip')} IS NULL OR {column('client_ip')} = {ip_param}) "
-        f"RETURNING {user_id}, {active_sql}, {view_all_sql}"
+        f"RETURNING {user_id}, {active_sql}, {view_all_sql}, {column('login_hash')}"
     )
     return sql, view_all_params
 
 
-def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | None:
-    """Spend ``ticket``; the owner's access if it was unused, unexpired and (if bound)
-    presented from its address, else None. One database statement.
+def consume(ticket: str | None, *, client_ip: str | None = None) -> SpentTicket | None:
+    """Spend ``ticket``; the owner's access (and the ticket's login) if it was unused,
+    unexpired and (if bound) presented from its address, else None. One database
+    statement.
 
     An unknown, expired, spent or wrongly-bound ticket gives None alike, and
     a ticket presented from the wrong address is not spent.
@@ -214,4 +242,18 @@ def consume(ticket: str | None, *, client_ip: str | None = None) -> Access | Non
     if row[1] is None:  # the user row vanished under us
         return None
     view_all = bool(row[2]) if row[2] is not None else view_all_by_backends(user_pk)
-    return Access(user_pk=user_pk, is_active=bool(row[1]), view_all=view_all)
+    return SpentTicket(
+        user_pk=user_pk, is_active=bool(row[1]), view_all=view_all, login_hash=row[3] or ""
+    )
+
+
+def discard_login(user_pk: Any, login_hash: str) -> int:
+    """Delete the tickets ``user_pk`` was issued from one login session (a logout):
+    an unspent one would otherwise still open a socket for its last seconds."""
+    if not login_hash:
+        return 0
+    with serialized_writes():
+        deleted, _ = ConnectionTicket.objects.filter(
+            user_id=user_pk, login_hash=login_hash
+        ).delete()
+    return deleted

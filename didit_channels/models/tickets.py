@@ -17,6 +17,10 @@ class ConnectionTicket(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
     # Set only when DIDIT_CHANNELS["TICKET_BIND_CLIENT_IP"] is on.
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # SHA-256 of the Django login session the ticket was asked for from (never
+    # the session key itself); empty for bearer-token clients. Logging out of
+    # that session closes the sockets it opened (live/logout.py).
+    login_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = _("connection ticket")

@@ -17,7 +17,8 @@
  * "servererror" (each with the frame as detail). States: "connecting", "live", "waiting"
  * (a retry is scheduled), "offline" (the browser says there is no network) and "stopped"
  * (reason "revoked": the server closed with 4003; "signed-out": the ticket request was
- * refused, so the login session is gone; "stopped": stop() was called).
+ * refused, or the server closed with 4003 "signed out", so the login session is gone;
+ * "stopped": stop() was called).
  *
  * Caveat: the server guarantees ids increase in the order one connection sees them; the
  * cursor logic relies on it and does not reorder frames.
@@ -27,6 +28,7 @@ export const PROTOCOL = "didit.v1";
 export const CLOSE_TICKET = 4001;
 export const CLOSE_REVOKED = 4003;
 export const CLOSE_TOO_MANY = 4008;
+export const SIGNED_OUT_REASON = "signed out";
 
 class TicketError extends Error {
   constructor(message, { fatal = false, reason = "", retryAfter = 0 } = {}) {
@@ -128,7 +130,7 @@ export class LiveConnection extends EventTarget {
     }
     this.socket = socket;
     socket.addEventListener("message", (event) => this.onMessage(socket, event));
-    socket.addEventListener("close", (event) => this.onClose(socket, event.code));
+    socket.addEventListener("close", (event) => this.onClose(socket, event.code, event.reason));
   }
 
   async requestTicket() {
@@ -214,13 +216,15 @@ export class LiveConnection extends EventTarget {
     }
   }
 
-  onClose(socket, code) {
+  onClose(socket, code, reason = "") {
     if (socket !== this.socket) return;
     this.socket = null;
     this.stopHeartbeat();
     if (this.stopped) return;
     if (code === CLOSE_REVOKED) {
-      this.stop("revoked");
+      // The reason tells a logout (of the login session this page's tickets came from)
+      // from access withdrawn.
+      this.stop(reason === SIGNED_OUT_REASON ? "signed-out" : "revoked");
     } else if (code === CLOSE_TOO_MANY) {
       // Another tab holds the sockets; back off faster than for a network blip.
       this.attempt += 2;
