@@ -34,16 +34,19 @@ on the client's next ``resume`` (on reconnect), not on its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import random
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 
 from ..conf import didit_settings
 from ..workers import in_worker
@@ -111,6 +114,45 @@ class StatusConsumer(AsyncWebsocketConsumer):
         self._watch: catchup.Watch | None = None
         self._frame_tokens: float | None = None  # _frame_allowed
         self._frame_checked_at = 0.0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """channels' own, except when the layer cannot give the socket a channel.
+
+        ``RedisPubSubChannelLayer.new_channel`` subscribes in Redis: with Redis
+        unreachable it raises before the consumer has seen the handshake, and
+        the server answers HTTP 500, which a browser reports as a bare failure.
+        Here the handshake is accepted and closed with 1011 ("could not reach
+        its database or Redis": retry with backoff), like every other refusal.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources = [receive]
+        if self.channel_layer is not None:
+            try:
+                self.channel_name = await self.channel_layer.new_channel()
+            except Exception as error:  # noqa: BLE001 - answered with 1011 below
+                # The type only: a connection error's text can hold the layer's URL.
+                logger.error(
+                    "Refused a socket: the channel layer is unreachable (%s).", type(error).__name__
+                )
+                await self._refuse_before_dispatch(receive)
+                return
+            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def _refuse_before_dispatch(self, receive: Any) -> None:
+        """Accept the handshake and close it with 1011 (``__call__``)."""
+        message = await receive()
+        if message.get("type") != "websocket.connect":
+            return  # the client left first
+        _ticket, subprotocol = ticket_from_scope(self.scope)
+        self.closed = True
+        await self.accept(subprotocol)
+        await self._send_close(CLOSE_SERVER_ERROR)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first awaits aclose_old_connections(), a hop
@@ -210,12 +252,18 @@ class StatusConsumer(AsyncWebsocketConsumer):
     def _registry(self) -> SocketRegistry:
         return registry_for(self.channel_layer, self.channel_layer_alias)
 
-    async def _refuse(self, code: int, subprotocol: str | None) -> None:
-        """Accept, then close with ``code`` (module doc); leave groups and slot first."""
+    async def _refuse(self, code: int, subprotocol: str | None) -> NoReturn:
+        """Accept, then close with ``code`` (module doc); leave groups and slot first.
+
+        Then stop: a refused socket has nothing more to hear, and with Redis
+        unreachable its channel's receive would fail once more, as an
+        application error in the server's log.
+        """
         self.closed = True
         await self._leave()
         await self.accept(subprotocol)
         await self._send_close(code)
+        raise StopConsumer()
 
     def _still_allowed(self, access: Access | None) -> bool:
         if access is None or not access.is_active:
