@@ -140,3 +140,45 @@ def check_secure_transport(app_configs=None, **kwargs):
             id="didit_channels.W004",
         )
     ]
+
+
+PER_PROCESS_CACHES = frozenset({"django.core.cache.backends.locmem.LocMemCache"})
+NO_CACHES = frozenset({"django.core.cache.backends.dummy.DummyCache"})
+
+
+@register(Tags.security)
+def check_ticket_throttle_cache(app_configs=None, **kwargs):
+    """W005: with DEBUG off, the ticket throttle must count somewhere every process sees.
+
+    DRF's throttles count in the ``default`` cache. A ``DummyCache`` never
+    counts, so the throttle never refuses; a ``LocMemCache`` counts per
+    process, so with a shared channel layer (several processes) each allows
+    the full rate.
+    """
+    rate = didit_settings.TICKET_THROTTLE_RATE
+    if settings.DEBUG or not rate:
+        return []
+    backend = (
+        (getattr(settings, "CACHES", {}) or {})
+        .get("default", {})
+        .get("BACKEND", "django.core.cache.backends.locmem.LocMemCache")
+    )
+    layer = ((getattr(settings, "CHANNEL_LAYERS", {}) or {}).get("default") or {}).get("BACKEND")
+    if backend in NO_CACHES:
+        problem = "never counts, so the ticket throttle never refuses a request"
+    elif backend in PER_PROCESS_CACHES and layer is not None and layer not in INMEMORY_LAYERS:
+        problem = (
+            "counts per process, so with several server processes each allows the whole "
+            "TICKET_THROTTLE_RATE"
+        )
+    else:
+        return []
+    return [
+        Warning(
+            f"The default cache ({backend.rsplit('.', 1)[-1]}) {problem} ({rate} per user).",
+            hint="Point CACHES['default'] at a cache every process shares, e.g. "
+            "django.core.cache.backends.redis.RedisCache on your Redis, or set "
+            'DIDIT_CHANNELS["TICKET_THROTTLE_RATE"] = None to say you throttle elsewhere.',
+            id="didit_channels.W005",
+        )
+    ]

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from django.core.checks import Tags, run_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -69,6 +70,35 @@ class TestSystemChecks:
     def test_missing_channel_layer_is_an_error(self, settings):
         settings.CHANNEL_LAYERS = {}
         assert self.ids(checks.check_channel_layer()) == {"didit_channels.E001"}
+
+    @pytest.mark.parametrize(
+        ("cache", "layer", "warns"),
+        [
+            ("dummy.DummyCache", "didit_channels.layers.InMemoryChannelLayer", True),
+            ("dummy.DummyCache", "channels_redis.pubsub.RedisPubSubChannelLayer", True),
+            ("locmem.LocMemCache", "channels_redis.pubsub.RedisPubSubChannelLayer", True),
+            ("locmem.LocMemCache", "channels_redis.core.RedisChannelLayer", True),
+            ("locmem.LocMemCache", "didit_channels.layers.InMemoryChannelLayer", False),
+            ("redis.RedisCache", "channels_redis.pubsub.RedisPubSubChannelLayer", False),
+            ("db.DatabaseCache", "channels_redis.core.RedisChannelLayer", False),
+        ],
+    )
+    def test_a_ticket_throttle_that_cannot_count_across_processes_warns(
+        self, settings, cache, layer, warns
+    ):
+        settings.DEBUG = False
+        settings.CACHES = {"default": {"BACKEND": f"django.core.cache.backends.{cache}"}}
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": layer}}
+        found = self.ids(checks.check_ticket_throttle_cache())
+        assert found == ({"didit_channels.W005"} if warns else set())
+        registered = {message.id for message in run_checks(tags=[Tags.security])}
+        assert ("didit_channels.W005" in registered) is warns
+        # Quiet with DEBUG on, and when the site throttles elsewhere.
+        settings.DEBUG = True
+        assert checks.check_ticket_throttle_cache() == []
+        settings.DEBUG = False
+        settings.DIDIT_CHANNELS = {**settings.DIDIT_CHANNELS, "TICKET_THROTTLE_RATE": None}
+        assert checks.check_ticket_throttle_cache() == []
 
     def test_wildcard_allowed_hosts_warns(self, settings):
         settings.ALLOWED_HOSTS = ["*"]
