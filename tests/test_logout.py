@@ -156,3 +156,24 @@ def test_a_session_signed_in_as_someone_else_is_not_the_users_login(alice, bob):
     assert login_session_key(request, None) is None
     request.session = None
     assert login_session_key(request, bob) is None
+
+
+async def test_alogout_closes_them_too(alice):
+    from django.contrib.auth import alogout
+    from django.contrib.sessions.backends.db import SessionStore
+
+    laptop = await browser_of(alice)
+    socket = await open_from(laptop)
+    request = RequestFactory().post("/accounts/logout/")
+    request.session = await sync(SessionStore, laptop.session_key)
+    request.user = alice
+
+    async def auser():  # what AuthenticationMiddleware puts on a request
+        return alice
+
+    request.auser = auser
+
+    await alogout(request)
+
+    assert await socket.receive_output(DEADLINE) == SIGNED_OUT
+    await socket.wait(1)
