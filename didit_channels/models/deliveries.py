@@ -36,19 +36,26 @@ class WebhookDelivery(models.Model):
         max_length=32,
         choices=DeliveryOutcome.choices,
         default=DeliveryOutcome.RECEIVED,
-        db_index=True,
     )
     error = models.TextField(blank=True)
     # Copied out of the body (when it parsed) so the log can be searched.
-    session_id = models.CharField(max_length=128, blank=True, db_index=True)
+    session_id = models.CharField(max_length=128, blank=True)
     event_id = models.CharField(max_length=128, blank=True)
-    dedupe_key = models.CharField(max_length=128, blank=True, db_index=True)
+    dedupe_key = models.CharField(max_length=128, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         verbose_name = _("webhook delivery")
         verbose_name_plural = _("webhook deliveries")
+        # Equality lookups only (duplicate check, erasure, reprocessing, the
+        # admin's filter): plain indexes, without the LIKE-only twin that
+        # db_index=True adds on PostgreSQL to each text column.
+        indexes = [
+            models.Index(fields=["dedupe_key"], name="didit_delivery_dedupe_idx"),
+            models.Index(fields=["session_id"], name="didit_delivery_session_idx"),
+            models.Index(fields=["outcome"], name="didit_delivery_outcome_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"delivery #{self.pk} {self.outcome}"

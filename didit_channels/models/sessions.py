@@ -19,11 +19,14 @@ class VerificationSession(models.Model):
         on_delete=models.SET_NULL,
         related_name="didit_sessions",
         help_text=_("Resolved from vendor_data; empty when it could not be resolved."),
+        db_index=False,  # (user, -updated_at) below serves every lookup by user
     )
     # No `choices=` enforcement: unknown statuses are stored as received.
-    status = models.CharField(max_length=64, default=NOT_STARTED, db_index=True)
-    workflow_id = models.CharField(max_length=128, blank=True, db_index=True)
-    vendor_data = models.CharField(max_length=255, blank=True, db_index=True)
+    status = models.CharField(max_length=64, default=NOT_STARTED)
+    workflow_id = models.CharField(max_length=128, blank=True)
+    # Not indexed: nothing looks sessions up by it (the admin's search is a
+    # substring match, which no b-tree serves).
+    vendor_data = models.CharField(max_length=255, blank=True)
     url = models.URLField(_("hosted verification URL"), max_length=1024, blank=True)
     # The latest decision Didit sent or we fetched: personal data, encrypted.
     decision = EncryptedJSONField(null=True, blank=True, editable=False)
@@ -40,7 +43,16 @@ class VerificationSession(models.Model):
             ("view_all_sessions", _("Can watch every verification session live")),
             ("view_decision", _("Can read verification decisions (personal data)")),
         ]
-        indexes = [models.Index(fields=["user", "-updated_at"])]
+        # Every webhook updates its session row, and an update that changes an
+        # indexed column (updated_at always does) writes to every index: keep
+        # only the ones a query uses. Plain Index entries rather than
+        # db_index=True, which on PostgreSQL adds a second, LIKE-only index
+        # for each text column (migration 0005).
+        indexes = [
+            models.Index(fields=["user", "-updated_at"]),
+            models.Index(fields=["status"], name="didit_session_status_idx"),
+            models.Index(fields=["workflow_id"], name="didit_session_workflow_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.status})"
@@ -69,6 +81,7 @@ class StatusEvent(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="didit_events",
+        db_index=False,  # (user, id) below serves every lookup by user
     )
     status = models.CharField(max_length=64)
     previous_status = models.CharField(max_length=64, null=True, blank=True)
