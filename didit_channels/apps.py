@@ -10,6 +10,7 @@ class DiditChannelsConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
 
-        # Connect the receivers: revocation (4003 on lost access) and logout
-        # (a login's sockets close when it logs out).
-        from .live import logout, revocation  # noqa: F401
+        # Connect the receivers: revocation (4003 on lost access), logout
+        # (a login's sockets close when it logs out) and password changes (the
+        # user's sockets reconnect with tickets their credentials must earn).
+        from .live import credentials, logout, revocation  # noqa: F401

@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # Logging out of a Django login session closes the sockets its tickets
     # opened, with 4003 "signed out" (live/logout.py); other logins' stay open.
     "CLOSE_SOCKETS_ON_LOGOUT": True,
+    # A change of a user's password hash closes all their sockets with 1001
+    # "credentials changed" and deletes their unspent tickets; clients reconnect
+    # with a new ticket, which only still-valid credentials get (live/credentials.py).
+    "CLOSE_SOCKETS_ON_PASSWORD_CHANGE": True,
     "MAX_CLIENT_FRAME_BYTES": 4096,
     # Client frames a socket may send: a burst of this many, then this many per
     # second; beyond it a frame is answered {"type": "error", "code":

@@ -401,6 +401,14 @@ class StatusConsumer(AsyncWebsocketConsumer):
         logger.info("Closing a socket of user %s: signed out.", self.user_pk)
         await self._close(CLOSE_NO_ACCESS, reason="signed out")
 
+    async def didit_credentials_changed(self, message: dict[str, Any]) -> None:
+        """The user's password changed: close; the client comes back with a new ticket,
+        which a login the change ended cannot get (``live/credentials.py``)."""
+        if self.closed:
+            return
+        logger.info("Closing a socket of user %s: credentials changed.", self.user_pk)
+        await self._close(CLOSE_GOING_AWAY, reason="credentials changed")
+
     # --- sending and closing ---------------------------------------------
 
     async def _send(self, frame: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 STATUS = "didit.status"
 REVOKE_CHECK = "didit.revoke_check"
 LOGGED_OUT = "didit.logged_out"
+CREDENTIALS_CHANGED = "didit.credentials_changed"
 
 
 def user_group(user_pk: Any) -> str:
@@ -169,3 +170,24 @@ async def asend_logged_out(user_pk: Any, login_hash: str) -> None:
 
 def send_logged_out(user_pk: Any, login_hash: str) -> None:
     async_to_sync(asend_logged_out)(user_pk, login_hash)
+
+
+async def asend_credentials_changed(user_pk: Any) -> None:
+    """Tell ``user_pk``'s sockets, on every process, that the password changed: each
+    closes with 1001 and its client reconnects with a ticket its current
+    credentials must earn (``live/credentials.py``)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(user_group(user_pk), {"type": CREDENTIALS_CHANGED})
+    except Exception:  # noqa: BLE001
+        logger.error(
+            "Could not close the sockets of user %s after a password change.",
+            user_pk,
+            exc_info=True,
+        )
+
+
+def send_credentials_changed(user_pk: Any) -> None:
+    async_to_sync(asend_credentials_changed)(user_pk)

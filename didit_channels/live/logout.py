@@ -16,9 +16,9 @@ The user's other sockets stay open: another browser, a phone app holding a
 JWT. Set ``DIDIT_CHANNELS["CLOSE_SOCKETS_ON_LOGOUT"] = False`` to leave every
 socket open until its ``MAX_CONNECTION_AGE_SECONDS``.
 
-Caveats: a session that ends without ``logout()`` (expiry, deleted rows, a
-key cycled by ``update_session_auth_hash`` after the socket opened) sends no
-signal; its sockets close at their maximum age. The message goes over the
+Caveats: a session that ends without ``logout()`` (expiry, deleted rows)
+sends no signal; its sockets close at their maximum age. A password change
+is handled in ``live/credentials.py``. The message goes over the
 channel layer like a push: with Redis unreachable at that moment it is lost,
 and the sockets close at their maximum age.
 """

@@ -257,3 +257,11 @@ def discard_login(user_pk: Any, login_hash: str) -> int:
             user_id=user_pk, login_hash=login_hash
         ).delete()
     return deleted
+
+
+def discard_user(user_pk: Any) -> int:
+    """Delete every unspent ticket of ``user_pk`` (its password changed): one fetched
+    with the old credentials must not open a socket after the change."""
+    with serialized_writes():
+        deleted, _ = ConnectionTicket.objects.filter(user_id=user_pk).delete()
+    return deleted
