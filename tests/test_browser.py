@@ -393,3 +393,59 @@ def test_logging_out_in_another_tab_stops_the_status_page(server, pages, alice):
     expect(indicator).to_have_attribute("data-state", "stopped")
     shoot(page, "6-alice-signed-out")
     assert page.problems == []
+
+
+def test_a_password_change_elsewhere_stops_a_page_whose_login_it_ended(server, pages, alice):
+    """Another browser changes alice's password (Django's own form): the page signed in
+    before the change loses its socket, cannot get a new ticket (Django flushed its
+    login) and stops; the browser that changed it goes on live."""
+    from playwright.sync_api import expect
+
+    send_webhook(server, "alice-pw-1", "In Review", alice)
+    page = pages(server)
+    log_in(page, "alice", "alice", "/didit/status/")
+    indicator = page.locator("[data-didit-connection]")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(page.locator(".didit-session")).to_have_count(1)
+
+    other = pages(server)  # another browser: its own login session
+    log_in(other, "alice", "alice", "/accounts/password_change/")
+    other.fill("input[name=old_password]", "alice")
+    other.fill("input[name=new_password1]", "a-new-long-password-77")
+    other.fill("input[name=new_password2]", "a-new-long-password-77")
+    other.locator("form input[type=submit], form button[type=submit]").last.click()
+    other.wait_for_url("**/password_change/done/")
+
+    expect(indicator).to_have_attribute("data-state", "stopped", timeout=WAIT_MS)
+    expect(indicator).to_have_attribute("data-reason", "signed-out")
+    # The page left open no longer shows alice's sessions.
+    expect(page.locator(".didit-session")).to_have_count(0)
+    expect(page.locator("[data-didit-sessions]")).to_be_hidden()
+    other.goto("/didit/status/")
+    expect(other.locator("[data-didit-connection]")).to_have_attribute(
+        "data-state", "live", timeout=WAIT_MS
+    )
+    assert page.problems == []
+
+
+def test_the_desk_forgets_what_it_showed_when_the_admin_signs_out(server, pages, alice, superuser):
+    from playwright.sync_api import expect
+
+    send_webhook(server, "alice-desk-1", "Declined", alice)
+    page = pages(server)
+    log_in(page, "admin", "admin", "/didit/desk/")
+    indicator = page.locator("[data-didit-connection]")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(page.locator("[data-didit-feed] .didit-feed-item")).to_have_count(1)
+
+    other_tab = page.context.new_page()
+    other_tab.goto("/")
+    other_tab.get_by_role("button", name="Log out admin").click()
+    other_tab.wait_for_load_state()
+
+    expect(indicator).to_have_attribute("data-reason", "signed-out", timeout=WAIT_MS)
+    expect(page.locator("[data-didit-feed] .didit-feed-item")).to_have_count(0)
+    expect(page.locator(".didit-bar")).to_have_count(0)
+    expect(page.locator("#didit-desk-stats")).to_have_count(0)
+    expect(page.locator("#content")).not_to_contain_text("alice")
+    assert page.problems == []

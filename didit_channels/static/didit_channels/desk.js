@@ -6,7 +6,14 @@
  */
 
 import { LiveConnection } from "./live.js";
-import { badge, bindConnectionIndicator, formatDuration, localizeTimes, timeElement } from "./ui.js";
+import {
+  badge,
+  bindConnectionIndicator,
+  forgetOnSignOut,
+  formatDuration,
+  localizeTimes,
+  timeElement,
+} from "./ui.js";
 
 const FEED_LIMIT = 100;
 const REFRESH_DELAY = 400;
@@ -33,6 +40,7 @@ function init(desk) {
     cursor: Number.isInteger(cursor) ? cursor : null,
   });
   bindConnectionIndicator(desk, live);
+  forgetOnSignOut(desk, live);
 
   let refreshTimer = null;
   function refreshSoon() {

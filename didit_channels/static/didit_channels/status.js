@@ -10,6 +10,7 @@ import {
   badge,
   bindConnectionIndicator,
   errorText,
+  forgetOnSignOut,
   localizeTimes,
   timeElement,
 } from "./ui.js";
@@ -34,6 +35,7 @@ function init(page) {
     cursor: Number.isInteger(cursor) ? cursor : null,
   });
   bindConnectionIndicator(page, live);
+  forgetOnSignOut(page, live);
 
   function cardFor(sessionId, status) {
     let card = cards.get(sessionId);

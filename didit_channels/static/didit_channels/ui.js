@@ -36,6 +36,22 @@ export function bindConnectionIndicator(root, connection) {
   });
 }
 
+/**
+ * When `connection` stops for good because the login ended ("signed-out") or access was
+ * withdrawn ("revoked"), empty and hide every `[data-didit-private]` element inside `root`:
+ * a page left open on a shared screen stops showing what that user was allowed to see.
+ */
+export function forgetOnSignOut(root, connection) {
+  connection.addEventListener("state", (event) => {
+    const { state, reason } = event.detail;
+    if (state !== "stopped" || (reason !== "signed-out" && reason !== "revoked")) return;
+    for (const element of root.querySelectorAll("[data-didit-private]")) {
+      element.replaceChildren();
+      element.hidden = true;
+    }
+  });
+}
+
 /** Say `message` through an aria-live region (cleared first so a repeat is heard again). */
 export function announce(region, message) {
   if (!region) return;
