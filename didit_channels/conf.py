@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # "credentials changed" and deletes their unspent tickets; clients reconnect
     # with a new ticket, which only still-valid credentials get (live/credentials.py).
     "CLOSE_SOCKETS_ON_PASSWORD_CHANGE": True,
+    # The longest a channel-layer call (a push, a socket joining its groups)
+    # may wait before it counts as failed: a stalled Redis must not hold a
+    # webhook's answer or a handshake for as long as it stalls. None: no bound.
+    "LAYER_TIMEOUT_SECONDS": 2.0,
     "MAX_CLIENT_FRAME_BYTES": 4096,
     # Client frames a socket may send: a burst of this many, then this many per
     # second; beyond it a frame is answered {"type": "error", "code":

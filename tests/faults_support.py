@@ -120,6 +120,16 @@ class RedisServer:
         self.stop()
         self.start()
 
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections stay open and nothing is answered, as
+        when Redis stalls or the network to it drops packets."""
+        assert self.process is not None and self.process.poll() is None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisServer]:

@@ -300,3 +300,45 @@ def test_database_unavailable_during_a_webhook_is_500_half_writes_nothing_and_th
             asyncio.run(scenario())
     finally:
         forwarder.close()
+
+
+def test_webhooks_while_redis_stalls_are_answered_in_bounded_time_and_caught_up(own_redis, alice):
+    """Redis frozen (SIGSTOP: connections open, nothing answered) is worse than Redis
+    down: nothing fails, every call waits. A webhook must still be answered, its change
+    kept, and the socket must hear of it once Redis is back."""
+    with daphne_process(server_env(own_redis.url)) as server:
+
+        async def scenario() -> None:
+            client = LiveClient(alice)
+            assert await client.connect(server) is None
+            first = await post(server, alice)
+            assert await client.receive(1) == [first]
+
+            own_redis.pause()
+            try:
+                started = time.monotonic()
+                during = await asyncio.wait_for(post(server, alice, "In Review"), 15)
+                answered_in = time.monotonic() - started
+                # A handshake meanwhile is refused by the app (1011: retry), in
+                # time, not dropped by daphne's 5 s handshake timeout.
+                started = time.monotonic()
+                refused = await LiveClient(alice).connect(server)
+                refused_in = time.monotonic() - started
+            finally:
+                own_redis.resume()
+            assert answered_in < 4, answered_in  # LAYER_TIMEOUT_SECONDS (2) and the work
+            assert refused in REFUSED_WITHOUT_REDIS, refused
+            assert refused_in < 5, refused_in
+            assert await db(history_ids, alice) == [first, during]
+
+            # Back: the next change arrives, and the one pushed into the stall
+            # is caught up first, in order (or the socket closes and resumes).
+            after = await post(server, alice, "Approved")
+            outcome = await client.receive(2, timeout=10)
+            if isinstance(outcome, int):
+                await reconnect(client, server)
+            assert client.ids == [first, during, after]
+            await client.close()
+
+        asyncio.run(scenario())
+        assert "Exception inside application" not in server.log()

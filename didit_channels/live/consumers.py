@@ -52,7 +52,7 @@ from ..conf import didit_settings
 from ..workers import in_worker
 from . import catchup, stream, tickets
 from .access import ADMIN, USER, Access, read_access
-from .groups import admin_group, encode_frame, user_group
+from .groups import admin_group, bounded, encode_frame, user_group
 from .messages import error_frame, hello_frame
 from .registry import SocketRegistry, registry_for, renew_delay
 from .transport import send_close_frame, unsent_bytes_probe
@@ -130,7 +130,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
         sources = [receive]
         if self.channel_layer is not None:
             try:
-                self.channel_name = await self.channel_layer.new_channel()
+                self.channel_name = await bounded(self.channel_layer.new_channel())
             except Exception as error:  # noqa: BLE001 - answered with 1011 below
                 # The type only: a connection error's text can hold the layer's URL.
                 logger.error(
@@ -221,8 +221,10 @@ class StatusConsumer(AsyncWebsocketConsumer):
                 return
 
         try:
-            self._claimed = await self._registry().claim(
-                self.user_pk, self.channel_name, didit_settings.MAX_SOCKETS_PER_USER
+            self._claimed = await bounded(
+                self._registry().claim(
+                    self.user_pk, self.channel_name, didit_settings.MAX_SOCKETS_PER_USER
+                )
             )
         except Exception:
             logger.exception("Could not register a socket of user %s.", self.user_pk)
@@ -246,7 +248,7 @@ class StatusConsumer(AsyncWebsocketConsumer):
                 self._watch.add(self)
 
     async def _join(self, group: str) -> None:
-        await self.channel_layer.group_add(group, self.channel_name)
+        await bounded(self.channel_layer.group_add(group, self.channel_name))
         self._joined.append(group)
 
     def _registry(self) -> SocketRegistry:
@@ -520,13 +522,13 @@ class StatusConsumer(AsyncWebsocketConsumer):
         groups, self._joined = self._joined, []
         for group in groups:
             try:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await bounded(self.channel_layer.group_discard(group, self.channel_name))
             except Exception:  # noqa: BLE001 - group membership expires in the layer
                 logger.warning("Could not leave group %s.", group)
         if self._claimed:
             self._claimed = False
             try:
-                await self._registry().release(self.user_pk, self.channel_name)
+                await bounded(self._registry().release(self.user_pk, self.channel_name))
             except Exception:  # noqa: BLE001 - the slot lapses after CLAIM_SECONDS
                 logger.warning("Could not free a socket slot of user %s.", self.user_pk)
 

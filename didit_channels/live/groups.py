@@ -9,13 +9,14 @@ gap detection on the next push or by ``resume``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -32,6 +33,25 @@ STATUS = "didit.status"
 REVOKE_CHECK = "didit.revoke_check"
 LOGGED_OUT = "didit.logged_out"
 CREDENTIALS_CHANGED = "didit.credentials_changed"
+
+
+T = TypeVar("T")
+
+
+async def bounded(call: Awaitable[T]) -> T:
+    """``call`` (a channel-layer operation), given at most ``LAYER_TIMEOUT_SECONDS``.
+
+    A Redis that is down fails fast; one that stalls (frozen, or the network
+    to it dropping packets) fails nothing and answers nothing: without a bound,
+    a webhook waited for its push as long as the stall lasted. With one, the
+    caller gets ``TimeoutError`` and treats it as any other layer failure (the
+    history row is kept; clients catch up).
+    """
+    timeout = didit_settings.LAYER_TIMEOUT_SECONDS
+    if not timeout:
+        return await call
+    async with asyncio.timeout(timeout):
+        return await call
 
 
 def user_group(user_pk: Any) -> str:
@@ -100,15 +120,21 @@ async def apublish_status(frame: dict[str, Any], prev: Prev | None) -> None:
         sends.append((user_group(frame["user"]), status_message(frame, owner_prev, USER, text)))
     overall_prev = prev.overall if prev is not None else None
     sends.append((admin_group(), status_message(frame, overall_prev, ADMIN, text)))
-    for group, message in sends:
-        try:
-            await layer.group_send(group, message)
-        except Exception:  # noqa: BLE001 - the layer is best effort; history is the truth
+    # Both copies at once: under a stalled layer the webhook waits one
+    # LAYER_TIMEOUT_SECONDS, not one per group.
+    outcomes = await asyncio.gather(
+        *(bounded(layer.group_send(group, message)) for group, message in sends),
+        return_exceptions=True,
+    )
+    for (group, _message), outcome in zip(sends, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            # The layer is best effort; history is the truth.
             logger.warning(
-                "Could not publish status event %s to %s; clients will catch up from history.",
+                "Could not publish status event %s to %s (%s); clients will catch up from history.",
                 frame.get("id"),
                 group,
-                exc_info=True,
+                type(outcome).__name__,
+                exc_info=outcome if not isinstance(outcome, TimeoutError) else None,
             )
 
 
@@ -147,7 +173,7 @@ async def asend_revoke_check(user_pk: Any) -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(user_group(user_pk), {"type": REVOKE_CHECK})
+        await bounded(layer.group_send(user_group(user_pk), {"type": REVOKE_CHECK}))
     except Exception:  # noqa: BLE001
         logger.error("Could not ask sockets of user %s to re-check access.", user_pk, exc_info=True)
 
@@ -163,7 +189,9 @@ async def asend_logged_out(user_pk: Any, login_hash: str) -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(user_group(user_pk), {"type": LOGGED_OUT, "login": login_hash})
+        await bounded(
+            layer.group_send(user_group(user_pk), {"type": LOGGED_OUT, "login": login_hash})
+        )
     except Exception:  # noqa: BLE001
         logger.error("Could not close the sockets of a logout of user %s.", user_pk, exc_info=True)
 
@@ -180,7 +208,7 @@ async def asend_credentials_changed(user_pk: Any) -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(user_group(user_pk), {"type": CREDENTIALS_CHANGED})
+        await bounded(layer.group_send(user_group(user_pk), {"type": CREDENTIALS_CHANGED}))
     except Exception:  # noqa: BLE001
         logger.error(
             "Could not close the sockets of user %s after a password change.",

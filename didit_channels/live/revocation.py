@@ -37,7 +37,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save, pre_de
 from django.dispatch import receiver
 
 from .access import VIEW_ALL_APP_LABEL, VIEW_ALL_CODENAME
-from .groups import REVOKE_CHECK, admin_group, send_revoke_check
+from .groups import REVOKE_CHECK, admin_group, bounded, send_revoke_check
 
 logger = logging.getLogger("didit_channels.live")
 
@@ -49,7 +49,7 @@ async def asend_admin_revoke_check() -> None:
     if layer is None:
         return
     try:
-        await layer.group_send(admin_group(), {"type": REVOKE_CHECK})
+        await bounded(layer.group_send(admin_group(), {"type": REVOKE_CHECK}))
     except Exception:  # noqa: BLE001 - logged; nothing else can be done after commit
         logger.error("Could not ask admin sockets to re-check access.", exc_info=True)
 
