@@ -77,14 +77,21 @@ async def reconnect(client: LiveClient, server, timeout: float = 20) -> None:
         await asyncio.sleep(0.5)
 
 
+async def live_and_hearing(server, user) -> tuple[LiveClient, int]:
+    """A connected client of ``user`` that has heard one change (so the push path works
+    before the fault); the client and that change's id."""
+    client = LiveClient(user)
+    assert await client.connect(server) is None
+    first = await post(server, user)
+    assert await client.receive(1) == [first]
+    return client, first
+
+
 def test_webhooks_while_redis_is_down_are_answered_kept_and_resumed_once_in_order(own_redis, alice):
     with daphne_process(server_env(own_redis.url)) as server:
 
         async def scenario() -> None:
-            client = LiveClient(alice)
-            assert await client.connect(server) is None
-            first = await post(server, alice)
-            assert await client.receive(1) == [first]
+            client, first = await live_and_hearing(server, alice)
 
             own_redis.stop()
             # Every webhook is still answered 200 and is in the history.
@@ -309,10 +316,7 @@ def test_webhooks_while_redis_stalls_are_answered_in_bounded_time_and_caught_up(
     with daphne_process(server_env(own_redis.url)) as server:
 
         async def scenario() -> None:
-            client = LiveClient(alice)
-            assert await client.connect(server) is None
-            first = await post(server, alice)
-            assert await client.receive(1) == [first]
+            client, first = await live_and_hearing(server, alice)
 
             own_redis.pause()
             try:

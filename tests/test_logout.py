@@ -9,16 +9,16 @@ layer. Every test runs on the in-memory layer and on real Redis.
 from __future__ import annotations
 
 import pytest
-from channels.db import database_sync_to_async
 from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.test.client import RequestFactory
 
 from didit_channels.live import tickets
 from didit_channels.live.logout import login_session_key
-from didit_channels.live.testing import disconnect_all, open_socket, socket_communicator
+from didit_channels.live.testing import disconnect_all, open_socket
 from didit_channels.models import ConnectionTicket
 from project.asgi import application
+from tests.login_support import Browser, connect, open_from, stays_open, sync
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -29,53 +29,14 @@ DEADLINE = 1.0
 SIGNED_OUT = {"type": "websocket.close", "code": 4003, "reason": "signed out"}
 
 
-class Browser:
-    """One signed-in browser: a Django test client with its own login session."""
-
-    def __init__(self, user) -> None:
-        self.client = Client()
-        self.client.force_login(user)
-
-    @property
-    def session_key(self) -> str:
-        return self.client.session.session_key
-
-    def ticket(self) -> str:
-        response = self.client.post("/didit/api/tickets/")
-        assert response.status_code == 201, response.content
-        return response.json()["ticket"]
-
+class LoggedInBrowser(Browser):
     def log_out(self) -> None:
         response = self.client.post("/accounts/logout/")
         assert response.status_code in (200, 302), response.status_code
 
 
-async def sync(function, *args):
-    return await database_sync_to_async(function)(*args)
-
-
-async def browser_of(user) -> Browser:
-    return await sync(Browser, user)
-
-
-async def connect(ticket: str):
-    socket = socket_communicator(application, ticket)
-    connected, _ = await socket.connect(3)
-    assert connected
-    return socket
-
-
-async def open_from(browser: Browser):
-    socket = await connect(await sync(browser.ticket))
-    assert (await socket.receive_json_from(3))["type"] == "hello"
-    assert (await socket.receive_json_from(3))["type"] == "snapshot"
-    return socket
-
-
-async def stays_open(socket) -> None:
-    assert await socket.receive_nothing(0.3)
-    await socket.send_json_to({"type": "ping"})
-    assert await socket.receive_json_from() == {"type": "pong"}
+async def browser_of(user) -> LoggedInBrowser:
+    return await sync(LoggedInBrowser, user)
 
 
 async def test_logging_out_closes_that_logins_sockets_only(alice, bob):

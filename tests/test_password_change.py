@@ -10,14 +10,13 @@ in-memory layer and on real Redis.
 from __future__ import annotations
 
 import pytest
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.test import Client
 
-from didit_channels.live.testing import disconnect_all, open_socket, socket_communicator
+from didit_channels.live.testing import disconnect_all, open_socket
 from didit_channels.models import ConnectionTicket
 from project.asgi import application
+from tests.login_support import Browser, connect, open_from, stays_open, sync
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,19 +27,7 @@ DEADLINE = 1.0
 RECONNECT = {"type": "websocket.close", "code": 1001, "reason": "credentials changed"}
 
 
-class Browser:
-    def __init__(self, username: str, password: str) -> None:
-        self.client = Client()
-        assert self.client.login(username=username, password=password)
-
-    def ticket_status(self) -> int:
-        return self.client.post("/didit/api/tickets/").status_code
-
-    def ticket(self) -> str:
-        response = self.client.post("/didit/api/tickets/")
-        assert response.status_code == 201, response.content
-        return response.json()["ticket"]
-
+class ChangingBrowser(Browser):
     def change_password(self, old: str, new: str) -> None:
         response = self.client.post(
             "/accounts/password_change/",
@@ -49,32 +36,17 @@ class Browser:
         assert response.status_code == 302, response.content
 
 
-async def sync(function, *args):
-    return await database_sync_to_async(function)(*args)
-
-
-async def open_from(browser: Browser):
-    socket = socket_communicator(application, await sync(browser.ticket))
-    connected, _ = await socket.connect(3)
-    assert connected
-    assert (await socket.receive_json_from(3))["type"] == "hello"
-    assert (await socket.receive_json_from(3))["type"] == "snapshot"
-    return socket
-
-
-async def stays_open(socket) -> None:
-    assert await socket.receive_nothing(0.3)
-    await socket.send_json_to({"type": "ping"})
-    assert await socket.receive_json_from() == {"type": "pong"}
+async def signed_in(username: str) -> ChangingBrowser:
+    return await sync(ChangingBrowser, username=username, password=username)
 
 
 NEW = "a-new-long-password-77"
 
 
 async def test_changing_the_password_closes_every_socket_and_only_the_changer_reopens(alice, bob):
-    mine = await sync(Browser, "alice", "alice")
-    thief = await sync(Browser, "alice", "alice")
-    bobs = await sync(Browser, "bob", "bob")
+    mine = await signed_in("alice")
+    thief = await signed_in("alice")
+    bobs = await signed_in("bob")
     my_socket, thiefs_socket = await open_from(mine), await open_from(thief)
     token_client, _, _ = await open_socket(application, alice)
     bobs_socket = await open_from(bobs)
@@ -92,7 +64,7 @@ async def test_changing_the_password_closes_every_socket_and_only_the_changer_re
 
 
 async def test_a_ticket_fetched_before_the_change_opens_nothing(alice):
-    thief = await sync(Browser, "alice", "alice")
+    thief = await signed_in("alice")
     unused = await sync(thief.ticket)
 
     def change() -> None:
@@ -102,15 +74,13 @@ async def test_a_ticket_fetched_before_the_change_opens_nothing(alice):
 
     await sync(change)
 
-    socket = socket_communicator(application, unused)
-    connected, _ = await socket.connect(3)
-    assert connected
+    socket = await connect(unused)
     assert await socket.receive_output(DEADLINE) == {"type": "websocket.close", "code": 4001}
     await socket.wait(1)
 
 
 async def test_saves_that_leave_the_password_alone_close_nothing(alice):
-    browser = await sync(Browser, "alice", "alice")
+    browser = await signed_in("alice")
     socket = await open_from(browser)
 
     def edit() -> None:
@@ -128,7 +98,7 @@ async def test_saves_that_leave_the_password_alone_close_nothing(alice):
 
 
 async def test_the_close_waits_for_the_commit_and_a_rollback_sends_none(alice):
-    browser = await sync(Browser, "alice", "alice")
+    browser = await signed_in("alice")
     socket = await open_from(browser)
 
     def change_then_roll_back() -> None:
@@ -149,7 +119,7 @@ async def test_with_the_setting_off_a_change_leaves_sockets_and_tickets(alice, s
         **settings.DIDIT_CHANNELS,
         "CLOSE_SOCKETS_ON_PASSWORD_CHANGE": False,
     }
-    browser = await sync(Browser, "alice", "alice")
+    browser = await signed_in("alice")
     socket = await open_from(browser)
     await sync(browser.ticket)
 
